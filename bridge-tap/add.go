@@ -1,0 +1,191 @@
+package bridgetap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/pkg/undo"
+)
+
+// addition is one ADD in progress.
+type addition struct {
+	p     *Plugin
+	conf  *NetConf
+	args  *skel.CmdArgs
+	log   *slog.Logger
+	store *store.Store
+	rec   *store.Record
+	st    *state
+	undo  undo.Stack
+}
+
+// Add implements CNI ADD.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	conf, err := ParseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err := conf.Validate(); err != nil {
+		return err
+	}
+	if err := validateArgs(args.ContainerID, args.IfName); err != nil {
+		return err
+	}
+	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "ADD",
+		"container", args.ContainerID, "ifname", args.IfName)
+	defer closeLog()
+
+	st := store.New(conf.StateDir)
+	lock, err := st.Lock(args.ContainerID, args.IfName)
+	if err != nil {
+		return err
+	}
+	res, err := p.addLocked(st, conf, args, log)
+	lock.Unlock(err != nil) // a failed ADD leaves no state behind, not even its lock file
+	if err != nil {
+		return err
+	}
+	log.Info("ADD done", "mode", conf.Mode, "chained", conf.Chained())
+	return types.PrintResult(res, conf.CNIVersion)
+}
+
+func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, log *slog.Logger) (*current.Result, error) {
+	if err := p.recoverStale(st, args, log); err != nil {
+		return nil, err
+	}
+	a := &addition{p: p, conf: conf, args: args, log: log, store: st}
+	res, err := a.run(context.Background())
+	if err != nil {
+		log.Error("ADD failed, rolling back", "err", err)
+		if rbErr := a.undo.Rollback(); rbErr != nil {
+			log.Error("rollback incomplete", "err", rbErr)
+			err = errors.Join(err, rbErr)
+		}
+		return nil, err
+	}
+	a.undo.Commit()
+	return res, nil
+}
+
+// recoverStale tears down what an earlier, interrupted ADD of the same
+// attachment left (its record is there but was never completed).
+func (p *Plugin) recoverStale(st *store.Store, args *skel.CmdArgs, log *slog.Logger) error {
+	rec, err := st.Get(args.ContainerID, args.IfName)
+	if err != nil || rec == nil {
+		return err
+	}
+	if rec.Complete {
+		return cnierr.Config("attachment %s already exists on network %q", attachmentName(args.ContainerID, args.IfName), rec.Network)
+	}
+	log.Warn("cleaning up an interrupted ADD", "netns", rec.Netns)
+	return p.teardownRecord(rec, log)
+}
+
+func (a *addition) step(name string) error {
+	a.log.Debug("done", "step", name)
+	return a.p.step(name)
+}
+
+func (a *addition) run(ctx context.Context) (*current.Result, error) {
+	conf, args := a.conf, a.args
+	a.st = &state{
+		Mode:    conf.Mode,
+		Chained: conf.Chained(),
+		Names:   namesFor(args.ContainerID, args.IfName, conf.Mode, !conf.Chained()),
+		Bridge:  conf.Bridge,
+	}
+	a.rec = &store.Record{
+		Plugin: PluginName, Network: conf.Name, ContainerID: args.ContainerID,
+		IfName: args.IfName, Netns: args.Netns, Config: conf.Raw, Args: args.Args,
+	}
+	if err := a.saveRecord(); err != nil {
+		return nil, err
+	}
+	a.undo.Push("delete record", func() error { return a.store.Delete(args.ContainerID, args.IfName) })
+	if err := a.step("record"); err != nil {
+		return nil, err
+	}
+
+	var res *current.Result
+	var podIf int
+	var err error
+	if conf.Chained() {
+		res, podIf, err = a.fromPrevResult()
+	} else {
+		res, podIf, err = a.standalone(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+
+	h, err := a.plumbVM(res, podIf)
+	if err != nil {
+		return nil, err
+	}
+	if err := hint.Write(conf.StateDir, h); err != nil {
+		return nil, fmt.Errorf("write hint: %w", err)
+	}
+	a.undo.Push("remove hint", func() error { return hint.Remove(conf.StateDir, args.ContainerID, args.IfName) })
+	if err := a.step("hint"); err != nil {
+		return nil, err
+	}
+	if _, err := hint.AppendToResult(res, h, podIf); err != nil {
+		return nil, err
+	}
+	a.rec.Complete = true
+	if err := a.saveRecord(); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func (a *addition) saveRecord() error {
+	a.st.saveTo(a.rec)
+	return a.store.Put(a.rec)
+}
+
+// fromPrevResult finds CNI_IFNAME in the previous plugin's result.
+func (a *addition) fromPrevResult() (*current.Result, int, error) {
+	res := a.conf.Prev
+	podIf := -1
+	for i, iface := range res.Interfaces {
+		if iface.Name == a.args.IfName && iface.Sandbox != "" {
+			podIf = i
+			break
+		}
+	}
+	if podIf < 0 {
+		return nil, -1, cnierr.Config("chained: prevResult has no interface %q inside a sandbox", a.args.IfName)
+	}
+	return res, podIf, nil
+}
+
+// guestMAC is the MAC the guest must use: the configured one, else the pod
+// interface's.
+func (a *addition) guestMAC(podMAC net.HardwareAddr) net.HardwareAddr {
+	if a.conf.MAC != "" {
+		mac, _ := net.ParseMAC(a.conf.MAC) // validated
+		return mac
+	}
+	return podMAC
+}
+
+func (a *addition) ipamDelegate() ipam.Delegate {
+	return ipam.Delegate{Type: a.conf.IPAM.Type, Config: a.args.StdinData}
+}
+
+func (a *addition) attachment() ipam.Attachment {
+	return ipam.Attachment{ContainerID: a.args.ContainerID, Netns: a.args.Netns, IfName: a.args.IfName, Args: a.args.Args}
+}

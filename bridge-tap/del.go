@@ -1,0 +1,74 @@
+package bridgetap
+
+import (
+	"context"
+
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/store"
+)
+
+// Del implements CNI DEL. It is idempotent: without a record (no ADD, or a
+// second DEL) it removes whatever links the names of this attachment still
+// point at; a vanished netns took its links with it.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	conf, err := ParseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err := conf.Validate(); err != nil {
+		return err
+	}
+	if err := validateArgs(args.ContainerID, args.IfName); err != nil {
+		return err
+	}
+	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "DEL",
+		"container", args.ContainerID, "ifname", args.IfName)
+	defer closeLog()
+
+	st := store.New(conf.StateDir)
+	lock, err := st.Lock(args.ContainerID, args.IfName)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock(true)
+
+	rec, err := st.Get(args.ContainerID, args.IfName)
+	if err != nil {
+		log.Warn("unreadable record, deleting by name", "err", err)
+	}
+	var s *state
+	if rec != nil {
+		if s, err = stateOf(rec); err != nil {
+			log.Warn("unreadable record state, deleting by name", "err", err)
+		}
+	}
+	if s == nil {
+		s = &state{
+			Mode: conf.Mode, Chained: conf.Chained(),
+			Names: namesFor(args.ContainerID, args.IfName, conf.Mode, !conf.Chained()),
+		}
+		if conf.Chained() {
+			// Without a record the original MAC is unknown; prevResult has it.
+			for _, iface := range conf.Prev.Interfaces {
+				if iface.Name == args.IfName && iface.Sandbox != "" {
+					s.PodMAC = iface.Mac
+				}
+			}
+		}
+	}
+	if s.DeviceInfoFile == "" {
+		s.DeviceInfoFile = conf.RuntimeConfig.DeviceInfoFile
+	}
+	t := &teardown{
+		conf: conf, st: s, log: log, store: st,
+		key: ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args},
+	}
+	err = t.run(context.Background())
+	if err == nil {
+		log.Info("DEL done")
+	}
+	return err
+}

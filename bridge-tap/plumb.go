@@ -1,0 +1,244 @@
+package bridgetap
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/pkg/netns"
+)
+
+// macvtapTxQLen replaces macvtap's default txqueuelen (500), which drops
+// frames under load.
+const macvtapTxQLen = 1000
+
+// plumbVM builds the VM device in the pod netns for the configured mode and
+// returns the hint describing it.
+func (a *addition) plumbVM(res *current.Result, podIf int) (*hint.Hint, error) {
+	conf, args, names := a.conf, a.args, a.st.Names
+	var pod netlink.Link
+	err := netns.Do(args.Netns, func() (err error) {
+		pod, err = link.ByName(names.Pod)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pod interface: %w", err)
+	}
+	podMAC := pod.Attrs().HardwareAddr
+	guestMAC := a.guestMAC(podMAC)
+	mtu := conf.MTU
+	if mtu == 0 {
+		mtu = pod.Attrs().MTU
+	}
+	a.st.PodMAC, a.st.GuestMAC = podMAC.String(), guestMAC.String()
+	if err := a.saveRecord(); err != nil {
+		return nil, err
+	}
+
+	h := &hint.Hint{
+		HintVersion: hint.Version, Plugin: PluginName, Network: conf.Name,
+		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
+		Guest: hint.GuestFromResult(res, podIf, guestMAC.String(), mtu),
+	}
+	switch conf.Mode {
+	case ModeTCFilter:
+		err = a.plumbTCFilter(mtu)
+		h.Kind, h.Tap = hint.KindTap, a.tapHint()
+	case ModeBridge:
+		err = a.plumbBridge(mtu, podMAC)
+		h.Kind, h.Tap = hint.KindTap, a.tapHint()
+	case ModeMacvtap:
+		h.Kind = hint.KindMacvtap
+		h.Macvtap, err = a.plumbMacvtap(mtu, podMAC, guestMAC)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (a *addition) tapHint() *hint.Tap {
+	return &hint.Tap{
+		Name: a.st.Names.Tap, Netns: a.args.Netns, Queues: a.conf.Queues,
+		VnetHdr: *a.conf.VnetHdr, Wiring: a.conf.Mode,
+	}
+}
+
+// inNetns runs fn in the pod netns (undo steps run outside it).
+func (a *addition) inNetns(fn func() error) error {
+	return netns.Do(a.args.Netns, fn)
+}
+
+func (a *addition) createTap(mtu int) (netlink.Link, error) {
+	conf, name := a.conf, a.st.Names.Tap
+	tap, err := link.CreateTap(link.Tap{
+		Name: name, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
+		Owner: conf.TapOwner, Group: conf.TapGroup, MTU: mtu,
+	})
+	if tap != nil {
+		a.undo.Push("delete tap", func() error { return a.inNetnsIfExists(func() error { return link.DeleteByName(name) }) })
+	}
+	if err != nil {
+		return nil, err
+	}
+	return tap, a.step("tap")
+}
+
+// inNetnsIfExists is inNetns for undo/DEL steps: a vanished netns took its
+// links with it, so it counts as success.
+func (a *addition) inNetnsIfExists(fn func() error) error {
+	return ignoreGone(a.inNetns(fn))
+}
+
+func (a *addition) plumbTCFilter(mtu int) error {
+	names := a.st.Names
+	return a.inNetns(func() error {
+		pod, err := link.ByName(names.Pod)
+		if err != nil {
+			return err
+		}
+		tap, err := a.createTap(mtu)
+		if err != nil {
+			return err
+		}
+		err = link.RedirectIngress(pod, tap)
+		a.undo.Push("remove pod ingress", func() error {
+			return a.inNetnsIfExists(func() error { return removeIngressByName(names.Pod) })
+		})
+		if err != nil {
+			return err
+		}
+		if err := a.step("redirect-pod-to-tap"); err != nil {
+			return err
+		}
+		if err := link.RedirectIngress(tap, pod); err != nil {
+			return err // the tap's qdisc goes with the tap
+		}
+		return a.step("redirect-tap-to-pod")
+	})
+}
+
+// changePodMAC gives the pod interface a fresh MAC so the guest can use the
+// original one (a bridge or macvtap would otherwise see the guest's MAC as
+// local and drop its frames).
+func (a *addition) changePodMAC(pod netlink.Link, podMAC net.HardwareAddr) error {
+	name := a.st.Names.Pod
+	if err := link.SetMAC(pod, link.RandomMAC()); err != nil {
+		return err
+	}
+	a.undo.Push("restore pod mac", func() error {
+		return a.inNetnsIfExists(func() error { return restoreMAC(name, podMAC) })
+	})
+	return a.step("pod-mac")
+}
+
+func (a *addition) plumbBridge(mtu int, podMAC net.HardwareAddr) error {
+	names := a.st.Names
+	return a.inNetns(func() error {
+		pod, err := link.ByName(names.Pod)
+		if err != nil {
+			return err
+		}
+		tap, err := a.createTap(mtu)
+		if err != nil {
+			return err
+		}
+		br, err := link.CreateBridge(names.NetnsBridge, mtu)
+		if br != nil {
+			a.undo.Push("delete netns bridge", func() error {
+				return a.inNetnsIfExists(func() error { return link.DeleteByName(names.NetnsBridge) })
+			})
+		}
+		if err != nil {
+			return err
+		}
+		if err := a.step("netns-bridge"); err != nil {
+			return err
+		}
+		if *a.conf.DisableBridgeNF {
+			disableBridgeNetfilter()
+		}
+		if err := a.changePodMAC(pod, podMAC); err != nil {
+			return err
+		}
+		if err := link.SetMaster(tap, br); err != nil {
+			return err
+		}
+		if err := link.SetMaster(pod, br); err != nil {
+			return err
+		}
+		return a.step("enslave")
+	})
+}
+
+// disableBridgeNetfilter turns br_netfilter off in the calling thread's
+// netns (/proc/sys/net is per netns). Best effort: the sysctls are absent
+// when br_netfilter is not built in.
+func disableBridgeNetfilter() {
+	for _, key := range []string{"bridge-nf-call-iptables", "bridge-nf-call-ip6tables", "bridge-nf-call-arptables"} {
+		_ = os.WriteFile("/proc/sys/net/bridge/"+key, []byte("0"), 0o644)
+	}
+}
+
+func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hint.Macvtap, error) {
+	conf, names := a.conf, a.st.Names
+	var ifindex int
+	err := a.inNetns(func() error {
+		pod, err := link.ByName(names.Pod)
+		if err != nil {
+			return err
+		}
+		if err := a.changePodMAC(pod, podMAC); err != nil {
+			return err
+		}
+		mvt, err := link.CreateMacvtap(link.Macvtap{
+			Name: names.Macvtap, Parent: pod, Mode: conf.MacvtapMode, MAC: guestMAC, MTU: mtu, TxQLen: macvtapTxQLen,
+		})
+		if mvt != nil {
+			a.undo.Push("delete macvtap", func() error {
+				return a.inNetnsIfExists(func() error { return link.DeleteByName(names.Macvtap) })
+			})
+		}
+		if err != nil {
+			return err
+		}
+		ifindex = mvt.Attrs().Index
+		return a.step("macvtap")
+	})
+	if err != nil {
+		return nil, err
+	}
+	major, minor, err := macvtapDevice(a.args.Netns, names.Macvtap)
+	if err != nil {
+		return nil, err
+	}
+	return &hint.Macvtap{
+		Name: names.Macvtap, Netns: a.args.Netns, Ifindex: ifindex, Major: major, Minor: minor,
+		Mode: conf.MacvtapMode, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
+	}, nil
+}
+
+// macvtapDevice reads the macvtap's char device numbers from the netns's
+// sysfs (/sys/class/net/<name>/macvtap/tap<ifindex>/dev).
+func macvtapDevice(nsPath, name string) (major, minor uint32, err error) {
+	files, err := netns.ReadSysfs(nsPath, name+"/macvtap/tap*/dev")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read char device of macvtap %q: %w", name, err)
+	}
+	for _, data := range files {
+		maj, min, ok := strings.Cut(strings.TrimSpace(string(data)), ":")
+		ma, err1 := strconv.ParseUint(maj, 10, 32)
+		mi, err2 := strconv.ParseUint(min, 10, 32)
+		if ok && err1 == nil && err2 == nil {
+			return uint32(ma), uint32(mi), nil
+		}
+	}
+	return 0, 0, fmt.Errorf("macvtap %q has no char device in sysfs", name)
+}

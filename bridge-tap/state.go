@@ -1,0 +1,36 @@
+package bridgetap
+
+import (
+	"encoding/json"
+
+	"github.com/vmcni/vmcni/pkg/store"
+)
+
+// state is vm-bridge's part of an attachment record: what ADD created or
+// changed, so DEL and GC can undo it.
+type state struct {
+	Mode    string `json:"mode"`
+	Chained bool   `json:"chained"`
+	Names   Names  `json:"names"`
+	// Bridge is the host bridge (standalone).
+	Bridge string `json:"bridge,omitempty"`
+	// PodMAC is the pod interface's MAC before vm-bridge touched it; DEL
+	// restores it in chained bridge/macvtap modes.
+	PodMAC string `json:"podMAC,omitempty"`
+	// GuestMAC is the MAC handed to the guest.
+	GuestMAC string `json:"guestMAC,omitempty"`
+	// DeviceInfoFile is the NPWG device-info file written, if any.
+	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
+}
+
+func stateOf(rec *store.Record) (*state, error) {
+	var st state
+	if err := json.Unmarshal(rec.State, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (st *state) saveTo(rec *store.Record) {
+	rec.State, _ = json.Marshal(st)
+}

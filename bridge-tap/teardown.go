@@ -1,0 +1,120 @@
+package bridgetap
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/pkg/masq"
+	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/store"
+)
+
+func ignoreGone(err error) error {
+	if errors.Is(err, netns.ErrGone) {
+		return nil
+	}
+	return err
+}
+
+func removeIngressByName(name string) error {
+	l, err := link.ByName(name)
+	if link.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return link.RemoveIngress(l)
+}
+
+func restoreMAC(name string, mac net.HardwareAddr) error {
+	l, err := link.ByName(name)
+	if link.IsNotFound(err) || mac == nil {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.Attrs().HardwareAddr.String() == mac.String() {
+		return nil
+	}
+	return link.SetMAC(l, mac)
+}
+
+// teardown is DEL's work for one attachment, best effort: every step runs,
+// missing things count as removed, and the errors are joined. conf is the
+// attachment's config (from the record when there is one), st what ADD
+// recorded or, without a record, what it would have created.
+type teardown struct {
+	conf  *NetConf
+	st    *state
+	key   ipam.Attachment
+	store *store.Store
+	log   *slog.Logger
+}
+
+func (t *teardown) run(ctx context.Context) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			t.log.Warn("DEL step failed", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	names := t.st.Names
+	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
+	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
+
+	if t.key.Netns != "" {
+		add(ignoreGone(netns.Do(t.key.Netns, func() error {
+			var errs []error
+			for _, name := range []string{names.Tap, names.Macvtap, names.NetnsBridge} {
+				if name != "" {
+					errs = append(errs, link.DeleteByName(name))
+				}
+			}
+			if t.st.Chained {
+				errs = append(errs, removeIngressByName(names.Pod))
+				if mac, err := net.ParseMAC(t.st.PodMAC); err == nil && t.st.Mode != ModeTCFilter {
+					errs = append(errs, restoreMAC(names.Pod, mac))
+				}
+			}
+			return errors.Join(errs...)
+		})))
+	}
+	if !t.st.Chained {
+		add(link.DeleteByName(names.HostVeth))
+		if t.conf.IPMasq {
+			add(masq.Remove(masq.Rule{Network: t.conf.Name, ContainerID: t.key.ContainerID, IfName: t.key.IfName}))
+		}
+		if t.conf.IPAM.Type != "" {
+			add(ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, t.key))
+		}
+	}
+	if len(errs) == 0 {
+		add(t.store.Delete(t.key.ContainerID, t.key.IfName))
+	}
+	return errors.Join(errs...)
+}
+
+// teardownRecord runs DEL for a recorded attachment (GC, interrupted ADD).
+func (p *Plugin) teardownRecord(rec *store.Record, log *slog.Logger) error {
+	conf, err := ParseConfig(rec.Config, rec.Args)
+	if err != nil {
+		return err
+	}
+	st, err := stateOf(rec)
+	if err != nil {
+		return err
+	}
+	t := &teardown{
+		conf: conf, st: st, log: log, store: store.New(conf.StateDir),
+		key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args},
+	}
+	return t.run(context.Background())
+}

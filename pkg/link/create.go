@@ -1,0 +1,238 @@
+package link
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Veth describes a veth pair whose peer is created directly inside another
+// namespace (one netlink request, no rename).
+type Veth struct {
+	HostName string
+	PeerName string
+	// PeerNetnsFd is an open fd of the peer's namespace.
+	PeerNetnsFd int
+	MTU         int
+	// PeerMAC (optional) is the peer's MAC; the kernel picks one when nil.
+	PeerMAC net.HardwareAddr
+	// HostMAC (optional) is the host end's MAC.
+	HostMAC net.HardwareAddr
+}
+
+// CreateVeth creates the pair and brings the host end up. The peer stays
+// down; configure it from inside its namespace.
+func CreateVeth(v Veth) (netlink.Link, error) {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = v.HostName
+	attrs.MTU = v.MTU
+	attrs.HardwareAddr = v.HostMAC
+	veth := &netlink.Veth{
+		LinkAttrs:        attrs,
+		PeerName:         v.PeerName,
+		PeerMTU:          uint32(v.MTU),
+		PeerHardwareAddr: v.PeerMAC,
+		PeerNamespace:    netlink.NsFd(v.PeerNetnsFd),
+	}
+	if err := retry(func() error { return netlink.LinkAdd(veth) }); err != nil {
+		return nil, fmt.Errorf("create veth %q (peer %q): %w", v.HostName, v.PeerName, err)
+	}
+	host, err := ByName(v.HostName)
+	if err != nil {
+		return nil, err
+	}
+	return host, SetUp(host)
+}
+
+// EnsureBridge returns the bridge called name, creating it (up, with mtu) if
+// it does not exist; created tells which. A link of another type with that
+// name is an error.
+func EnsureBridge(name string, mtu int) (br *netlink.Bridge, created bool, err error) {
+	l, err := ByName(name)
+	if err == nil {
+		existing, ok := l.(*netlink.Bridge)
+		if !ok {
+			return nil, false, fmt.Errorf("link %q exists and is a %s, not a bridge", name, l.Type())
+		}
+		return existing, false, nil
+	}
+	if !IsNotFound(err) {
+		return nil, false, err
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	attrs.MTU = mtu
+	attrs.TxQLen = -1
+	newBr := &netlink.Bridge{LinkAttrs: attrs}
+	err = retry(func() error { return netlink.LinkAdd(newBr) })
+	if errors.Is(err, syscall.EEXIST) {
+		return EnsureBridge(name, mtu) // another ADD won the race
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("create bridge %q: %w", name, err)
+	}
+	l, err = ByName(name)
+	if err != nil {
+		return nil, true, err
+	}
+	return l.(*netlink.Bridge), true, SetUp(l)
+}
+
+// Tap describes a persistent tap.
+type Tap struct {
+	Name string
+	// Queues > 1 creates a multiqueue tap (IFF_MULTI_QUEUE).
+	Queues int
+	// VnetHdr sets IFF_VNET_HDR (virtio-net offloads).
+	VnetHdr bool
+	// Owner and Group (optional) restrict who may open the tap; nil leaves
+	// it open to any process with CAP_NET_ADMIN.
+	Owner, Group *uint32
+	MTU          int
+	MAC          net.HardwareAddr
+}
+
+// Flags returns the TUNSETIFF flags a VMM must use to open the tap.
+func (t Tap) Flags() netlink.TuntapFlag {
+	flags := netlink.TUNTAP_NO_PI
+	if t.VnetHdr {
+		flags |= netlink.TUNTAP_VNET_HDR
+	}
+	if t.Queues > 1 {
+		flags |= netlink.TUNTAP_MULTI_QUEUE
+	}
+	return flags
+}
+
+// CreateTap creates the tap, persistent, with no process attached, sets its
+// MTU and MAC and brings it up. It acts in the calling thread's netns (the
+// tun driver uses the opener's namespace). The owner and group are only set
+// when given (netlink's Tuntap always sets them, to root when unset).
+func CreateTap(t Tap) (netlink.Link, error) {
+	if err := createPersistentTap(t); err != nil {
+		return nil, fmt.Errorf("create tap %q: %w", t.Name, err)
+	}
+	l, err := ByName(t.Name)
+	if err != nil {
+		return nil, err
+	}
+	if err := configure(l, t.MTU, t.MAC); err != nil {
+		return l, err
+	}
+	return l, SetUp(l)
+}
+
+func createPersistentTap(t Tap) error {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	req, err := unix.NewIfreq(t.Name)
+	if err != nil {
+		return err
+	}
+	req.SetUint16(uint16(unix.IFF_TAP | t.Flags()))
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
+		return fmt.Errorf("TUNSETIFF: %w", err)
+	}
+	if t.Owner != nil {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETOWNER, int(*t.Owner)); err != nil {
+			return fmt.Errorf("TUNSETOWNER: %w", err)
+		}
+	}
+	if t.Group != nil {
+		if err := unix.IoctlSetInt(fd, unix.TUNSETGROUP, int(*t.Group)); err != nil {
+			return fmt.Errorf("TUNSETGROUP: %w", err)
+		}
+	}
+	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
+		return fmt.Errorf("TUNSETPERSIST: %w", err)
+	}
+	return nil
+}
+
+func configure(l netlink.Link, mtu int, mac net.HardwareAddr) error {
+	if mtu > 0 && l.Attrs().MTU != mtu {
+		if err := SetMTU(l, mtu); err != nil {
+			return err
+		}
+	}
+	if mac != nil {
+		return SetMAC(l, mac)
+	}
+	return nil
+}
+
+// Macvtap describes a macvtap on a parent link.
+type Macvtap struct {
+	Name   string
+	Parent netlink.Link
+	// Mode is bridge, vepa, private or passthru.
+	Mode   string
+	MAC    net.HardwareAddr
+	MTU    int
+	TxQLen int
+}
+
+var macvlanModes = map[string]netlink.MacvlanMode{
+	"bridge":   netlink.MACVLAN_MODE_BRIDGE,
+	"vepa":     netlink.MACVLAN_MODE_VEPA,
+	"private":  netlink.MACVLAN_MODE_PRIVATE,
+	"passthru": netlink.MACVLAN_MODE_PASSTHRU,
+}
+
+// ValidMacvtapMode reports whether mode names a macvtap mode.
+func ValidMacvtapMode(mode string) bool {
+	_, ok := macvlanModes[mode]
+	return ok
+}
+
+// CreateMacvtap creates the macvtap and brings it up.
+func CreateMacvtap(m Macvtap) (netlink.Link, error) {
+	mode, ok := macvlanModes[m.Mode]
+	if !ok {
+		return nil, fmt.Errorf("unknown macvtap mode %q", m.Mode)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = m.Name
+	attrs.ParentIndex = m.Parent.Attrs().Index
+	attrs.MTU = m.MTU
+	attrs.HardwareAddr = m.MAC
+	attrs.TxQLen = m.TxQLen
+	mvt := &netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: attrs, Mode: mode}}
+	if err := retry(func() error { return netlink.LinkAdd(mvt) }); err != nil {
+		return nil, fmt.Errorf("create macvtap %q on %q: %w", m.Name, m.Parent.Attrs().Name, err)
+	}
+	l, err := ByName(m.Name)
+	if err != nil {
+		return nil, err
+	}
+	if m.Mode == "passthru" && m.MAC != nil {
+		// passthru takes the parent's MAC at creation; set the guest's.
+		if err := SetMAC(l, m.MAC); err != nil {
+			return l, err
+		}
+	}
+	return l, SetUp(l)
+}
+
+// CreateBridge creates a bridge (for the in-netns bridge mode) and brings it up.
+func CreateBridge(name string, mtu int) (netlink.Link, error) {
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = name
+	attrs.MTU = mtu
+	br := &netlink.Bridge{LinkAttrs: attrs}
+	if err := retry(func() error { return netlink.LinkAdd(br) }); err != nil {
+		return nil, fmt.Errorf("create bridge %q: %w", name, err)
+	}
+	l, err := ByName(name)
+	if err != nil {
+		return nil, err
+	}
+	return l, SetUp(l)
+}

@@ -1,0 +1,203 @@
+// Package store keeps one record per attachment (containerID, ifname) under a
+// state directory so that DEL and GC can undo what ADD did, even when ADD
+// crashed half way.
+//
+// Contract: a plugin writes the record (Begin) before its first side effect,
+// listing in State everything it is about to create, and marks it Complete at
+// the end of ADD. DEL reads the record (if any) to know what to remove and
+// deletes it last. GC lists the records of its network and treats every one
+// not in cni.dev/valid-attachments as a DEL.
+//
+// Layout: <stateDir>/<containerID>/<ifName>/record.json, next to the hint
+// file of package hint. Writes are atomic (temp file + rename). Lock
+// serialises commands on one attachment across processes with flock(2).
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/vmcni/vmcni/pkg/hint"
+)
+
+const recordFile = "record.json"
+
+// Record is what a plugin remembers about one attachment.
+type Record struct {
+	Plugin      string `json:"plugin"`
+	Network     string `json:"network"`
+	ContainerID string `json:"containerID"`
+	IfName      string `json:"ifName"`
+	Netns       string `json:"netns"`
+	// Config is the plugin's stdin config of ADD (without prevResult); GC
+	// replays DEL with it.
+	Config json.RawMessage `json:"config,omitempty"`
+	// Args is CNI_ARGS of ADD.
+	Args string `json:"args,omitempty"`
+	// State is plugin-specific: the names it creates, values it must restore.
+	State    json.RawMessage `json:"state,omitempty"`
+	Complete bool            `json:"complete"`
+	Created  time.Time       `json:"created"`
+}
+
+// Store is a state directory.
+type Store struct {
+	Dir string
+}
+
+// New returns the store rooted at dir (hint.DefaultStateDir when empty).
+func New(dir string) *Store {
+	if dir == "" {
+		dir = hint.DefaultStateDir
+	}
+	return &Store{Dir: dir}
+}
+
+func (s *Store) path(containerID, ifName string) string {
+	return filepath.Join(hint.AttachmentDir(s.Dir, containerID, ifName), recordFile)
+}
+
+// Put writes rec atomically.
+func (s *Store) Put(rec *Record) error {
+	if err := hint.ValidateKey(rec.ContainerID, rec.IfName); err != nil {
+		return err
+	}
+	if rec.Created.IsZero() {
+		rec.Created = time.Now().UTC()
+	}
+	data, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := hint.WriteFileAtomic(s.path(rec.ContainerID, rec.IfName), data, 0o600); err != nil {
+		return fmt.Errorf("write attachment record: %w", err)
+	}
+	return nil
+}
+
+// Get reads the record of (containerID, ifName); it returns nil, nil when
+// there is none.
+func (s *Store) Get(containerID, ifName string) (*Record, error) {
+	if err := hint.ValidateKey(containerID, ifName); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(s.path(containerID, ifName))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var rec Record
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return nil, fmt.Errorf("decode attachment record %q: %w", s.path(containerID, ifName), err)
+	}
+	return &rec, nil
+}
+
+// Delete removes the record of (containerID, ifName) and the attachment and
+// container directories when they are left empty. Missing files are not an
+// error.
+func (s *Store) Delete(containerID, ifName string) error {
+	if err := hint.ValidateKey(containerID, ifName); err != nil {
+		return err
+	}
+	if err := os.Remove(s.path(containerID, ifName)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	s.removeIfEmpty(hint.AttachmentDir(s.Dir, containerID, ifName))
+	s.removeIfEmpty(filepath.Join(s.Dir, containerID))
+	return nil
+}
+
+// removeIfEmpty removes dir if it is empty; other outcomes are fine (a
+// concurrent ADD may be filling it).
+func (s *Store) removeIfEmpty(dir string) {
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+		return
+	}
+}
+
+// List returns the records of network (all networks when network is ""),
+// skipping unreadable ones.
+func (s *Store) List(network string) ([]*Record, error) {
+	matches, err := filepath.Glob(filepath.Join(s.Dir, "*", "*", recordFile))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Record
+	for _, m := range matches {
+		ifName := filepath.Base(filepath.Dir(m))
+		containerID := filepath.Base(filepath.Dir(filepath.Dir(m)))
+		rec, err := s.Get(containerID, ifName)
+		if err != nil || rec == nil {
+			continue
+		}
+		if network == "" || rec.Network == network {
+			out = append(out, rec)
+		}
+	}
+	return out, nil
+}
+
+// Lock is an exclusive per-attachment lock held by this process.
+type Lock struct {
+	file *os.File
+}
+
+// Lock takes an exclusive flock on the attachment's lock file under
+// <stateDir>/.locks, waiting for other commands on the same attachment.
+func (s *Store) Lock(containerID, ifName string) (*Lock, error) {
+	if err := hint.ValidateKey(containerID, ifName); err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(s.Dir, ".locks")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, containerID+"_"+ifName)
+	for {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		if err := flock(f); err != nil {
+			_ = f.Close()
+			return nil, fmt.Errorf("lock attachment %q/%q: %w", containerID, ifName, err)
+		}
+		// The holder before us may have removed the file (Unlock(true)):
+		// then our lock is on an orphaned inode; start again.
+		var held, onDisk syscall.Stat_t
+		if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(path, &onDisk) == nil &&
+			held.Ino == onDisk.Ino && held.Dev == onDisk.Dev {
+			return &Lock{file: f}, nil
+		}
+		_ = f.Close()
+	}
+}
+
+func flock(f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if !errors.Is(err, syscall.EINTR) {
+			return err
+		}
+	}
+}
+
+// Unlock releases the lock; with removeFile it first deletes the lock file
+// (DEL does, so a deleted attachment leaves nothing behind).
+func (l *Lock) Unlock(removeFile bool) {
+	if removeFile {
+		_ = os.Remove(l.file.Name())
+	}
+	_ = l.file.Close()
+	if removeFile {
+		_ = os.Remove(filepath.Dir(l.file.Name())) // only succeeds when empty
+	}
+}
