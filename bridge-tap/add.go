@@ -37,7 +37,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := conf.Validate(); err != nil {
+	if err := conf.ValidateForAdd(); err != nil {
 		return err
 	}
 	if err := validateArgs(args.ContainerID, args.IfName); err != nil {

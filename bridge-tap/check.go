@@ -128,7 +128,7 @@ func checkNetns(st *state, h *hint.Hint, prev *current.Result, ifName string) er
 		if l.Attrs().HardwareAddr.String() != h.Guest.MAC {
 			return fmt.Errorf("macvtap %q has mac %s, the guest uses %s", names.Macvtap, l.Attrs().HardwareAddr, h.Guest.MAC)
 		}
-		if podMACIsGuest {
+		if podMACIsGuest && h.Macvtap.Mode != "passthru" {
 			return fmt.Errorf("pod interface %q carries the guest MAC", names.Pod)
 		}
 	}

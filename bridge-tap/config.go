@@ -194,10 +194,26 @@ func (c *NetConf) Validate() error {
 	if err := link.ValidateName(c.Bridge); err != nil {
 		return cnierr.Config("bridge: %w", err)
 	}
-	if c.IPAM.Type == "" {
+	return nil
+}
+
+// ValidateForAdd is Validate plus what only ADD requires: standalone mode
+// needs an IPAM plugin. (DEL, GC and the second DEL libcni sends without
+// prevResult must work from a config that lacks both.)
+func (c *NetConf) ValidateForAdd() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if !c.Chained() && c.IPAM.Type == "" {
 		return cnierr.Config("standalone mode needs ipam (or run chained after a plugin that creates the interface)")
 	}
 	return nil
+}
+
+// standaloneConfig reports whether the config describes a standalone
+// attachment: no prevResult and an IPAM section.
+func (c *NetConf) standaloneConfig() bool {
+	return !c.Chained() && c.IPAM.Type != ""
 }
 
 // validateArgs checks the CNI_* values used as names.

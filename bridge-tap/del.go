@@ -47,10 +47,10 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	}
 	if s == nil {
 		s = &state{
-			Mode: conf.Mode, Chained: conf.Chained(),
-			Names: namesFor(args.ContainerID, args.IfName, conf.Mode, !conf.Chained()),
+			Mode: conf.Mode, Chained: !conf.standaloneConfig(),
+			Names: namesFor(args.ContainerID, args.IfName, conf.Mode, conf.standaloneConfig()),
 		}
-		if conf.Chained() {
+		if conf.Prev != nil {
 			// Without a record the original MAC is unknown; prevResult has it.
 			for _, iface := range conf.Prev.Interfaces {
 				if iface.Name == args.IfName && iface.Sandbox != "" {

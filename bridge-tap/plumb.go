@@ -61,6 +61,18 @@ func (a *addition) plumbVM(res *current.Result, podIf int) (*hint.Hint, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The pod interface's entry reports its MAC as it is now (so the
+	// previous plugin's CHECK still holds); the guest's is in the hint.
+	err = netns.Do(args.Netns, func() error {
+		pod, err := link.ByName(names.Pod)
+		if err == nil {
+			res.Interfaces[podIf].Mac = pod.Attrs().HardwareAddr.String()
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 
@@ -127,11 +139,14 @@ func (a *addition) plumbTCFilter(mtu int) error {
 
 // changePodMAC gives the pod interface a fresh MAC so the guest can use the
 // original one (a bridge or macvtap would otherwise see the guest's MAC as
-// local and drop its frames).
-func (a *addition) changePodMAC(pod netlink.Link, podMAC net.HardwareAddr) error {
+// local and drop its frames). With a nil newMAC it only arranges for the
+// original to come back (passthru macvtap rewrites the pod's MAC itself).
+func (a *addition) changePodMAC(pod netlink.Link, podMAC, newMAC net.HardwareAddr) error {
 	name := a.st.Names.Pod
-	if err := link.SetMAC(pod, link.RandomMAC()); err != nil {
-		return err
+	if newMAC != nil {
+		if err := link.SetMAC(pod, newMAC); err != nil {
+			return err
+		}
 	}
 	a.undo.Push("restore pod mac", func() error {
 		return a.inNetnsIfExists(func() error { return restoreMAC(name, podMAC) })
@@ -165,7 +180,7 @@ func (a *addition) plumbBridge(mtu int, podMAC net.HardwareAddr) error {
 		if *a.conf.DisableBridgeNF {
 			disableBridgeNetfilter()
 		}
-		if err := a.changePodMAC(pod, podMAC); err != nil {
+		if err := a.changePodMAC(pod, podMAC, link.RandomMAC()); err != nil {
 			return err
 		}
 		if err := link.SetMaster(tap, br); err != nil {
@@ -195,7 +210,12 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 		if err != nil {
 			return err
 		}
-		if err := a.changePodMAC(pod, podMAC); err != nil {
+		// passthru gives the pod interface the macvtap's (guest's) MAC
+		var newMAC net.HardwareAddr
+		if conf.MacvtapMode != "passthru" {
+			newMAC = link.RandomMAC()
+		}
+		if err := a.changePodMAC(pod, podMAC, newMAC); err != nil {
 			return err
 		}
 		mvt, err := link.CreateMacvtap(link.Macvtap{

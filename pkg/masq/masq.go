@@ -184,3 +184,16 @@ func daddrNotIn(off, length uint32, network, mask []byte) []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: network},
 	}
 }
+
+// CountAll returns how many rules vmcni's table holds (0 without a table).
+func CountAll() (int, error) {
+	conn, err := nftables.New()
+	if err != nil {
+		return 0, err
+	}
+	rules, err := conn.GetRules(table, chain())
+	if isMissing(err) {
+		return 0, nil
+	}
+	return len(rules), err
+}

@@ -78,7 +78,7 @@ find_offset() {
 	if command -v python3 >/dev/null 2>&1; then
 		python3 -c 'import sys; d=open(sys.argv[1],"rb").read(); print(d.find(b"\x02\x21\x4c\x18"))' "$1"
 	else
-		LC_ALL=C grep -obUaP '\x02\x21\x4c\x18' "$1" | head -n1 | cut -d: -f1
+		{ LC_ALL=C grep -obUaP '\x02\x21\x4c\x18' "$1" || true; } | awk -F: 'NR == 1 {print $1}'
 	fi
 }
 off=$(find_offset "$vmlinuz")
@@ -102,7 +102,7 @@ moddir=$tmp/k/lib/modules/$kver
 mods="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_mmio failover net_failover virtio_net"
 order=
 for m in $mods; do
-	f=$(find "$moddir" -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" | head -n1)
+	f=$(find "$moddir" \( -name "$m.ko" -o -name "$m.ko.xz" -o -name "$m.ko.zst" -o -name "$m.ko.gz" \) -print -quit)
 	if [ -z "$f" ]; then
 		if grep -q "/$m.ko" "$moddir/modules.builtin" 2>/dev/null; then
 			log "module $m is built in"
