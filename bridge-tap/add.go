@@ -8,7 +8,6 @@ import (
 	"net"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
@@ -52,13 +51,20 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	succeeded := false
+	// A failed ADD leaves no state behind, not even its lock file.
+	defer func() { lock.Unlock(!succeeded) }()
 	res, err := p.addLocked(st, conf, args, log)
-	lock.Unlock(err != nil) // a failed ADD leaves no state behind, not even its lock file
 	if err != nil {
 		return err
 	}
+	succeeded = true
 	log.Info("ADD done", "mode", conf.Mode, "chained", conf.Chained())
-	return types.PrintResult(res, conf.CNIVersion)
+	out, err := res.GetAsVersion(conf.CNIVersion)
+	if err != nil {
+		return cnierr.Version("convert result to %q: %w", conf.CNIVersion, err)
+	}
+	return out.PrintTo(p.stdout)
 }
 
 func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, log *slog.Logger) (*current.Result, error) {
@@ -67,6 +73,10 @@ func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, l
 	}
 	a := &addition{p: p, conf: conf, args: args, log: log, store: st}
 	res, err := a.run(context.Background())
+	if err != nil && p.keepPartial {
+		log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
+		return nil, err
+	}
 	if err != nil {
 		log.Error("ADD failed, rolling back", "err", err)
 		if rbErr := a.undo.Rollback(); rbErr != nil {

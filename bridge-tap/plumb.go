@@ -230,7 +230,12 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 			return err
 		}
 		ifindex = mvt.Attrs().Index
-		return a.step("macvtap")
+		if err := a.step("macvtap"); err != nil {
+			return err
+		}
+		// IPv6 neighbour discovery is multicast; without allmulticast the
+		// macvtap's filter drops it and the guest has no IPv6.
+		return link.SetAllMulticast(mvt)
 	})
 	if err != nil {
 		return nil, err

@@ -179,3 +179,11 @@ func RemoveAddress(l netlink.Link, addr *net.IPNet) error {
 	}
 	return fmt.Errorf("remove address %s from %q: %w", addr, l.Attrs().Name, err)
 }
+
+// SetAllMulticast makes l receive all multicast frames.
+func SetAllMulticast(l netlink.Link) error {
+	if err := retry(func() error { return netlink.LinkSetAllmulticastOn(l) }); err != nil {
+		return fmt.Errorf("set allmulticast on %q: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
