@@ -1,0 +1,215 @@
+package bridgetap_test
+
+import (
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	types040 "github.com/containernetworking/cni/pkg/types/040"
+	"github.com/vishvananda/netlink"
+
+	bridgetap "github.com/vmcni/vmcni/bridge-tap"
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/masq"
+	"github.com/vmcni/vmcni/pkg/testutil"
+)
+
+// TestDualStackMultiqueueOwnerMasq: IPv4 + IPv6 addresses, DNS, a
+// 4-queue tap with owner and group, masquerade; all visible in the netns,
+// the hint and nftables, and all gone after DEL.
+func TestDualStackMultiqueueOwnerMasq(t *testing.T) {
+	e := newEnv(t)
+	conf := e.vmBridge(bridgetap.ModeTCFilter, map[string]any{
+		"queues": 4, "tapOwner": 1000, "tapGroup": 1000, "ipMasq": true, "mtu": 1400,
+		"dns": map[string]any{"nameservers": []string{"10.0.0.53"}, "search": []string{"pod.local"}},
+	})
+	ipamConf := e.ipam("fd00:" + strings.Split(e.subnet, ".")[2] + "::/64")
+	ipamConf["routes"] = []map[string]string{{"dst": "0.0.0.0/0"}, {"dst": "::/0"}}
+	conf["ipam"] = ipamConf
+	cni := e.cni("1.1.0", conf)
+	ns := testutil.NewNS(t)
+	rt := testutil.Runtime(testutil.UniqueName("ds"), ns.Path, "eth0")
+	res, err := cni.Add(rt)
+	if err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	h, err := hint.Read(e.stateDir, rt.ContainerID, "eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v4, v6 int
+	for _, ip := range h.Guest.IPs {
+		if strings.Contains(ip.Address, ":") {
+			v6++
+		} else {
+			v4++
+		}
+		if ip.Gateway == "" {
+			t.Fatalf("guest ip %s without gateway", ip.Address)
+		}
+	}
+	if v4 != 1 || v6 != 1 || len(h.Guest.Routes) != 2 || h.Guest.DNS == nil || h.Guest.DNS.Nameservers[0] != "10.0.0.53" || h.Guest.MTU != 1400 {
+		t.Fatalf("guest section: %+v", h.Guest)
+	}
+	if len(res.IPs) != 4 {
+		t.Fatalf("want 2 IPs for eth0 and 2 for the pseudo-interface, got %d", len(res.IPs))
+	}
+	tap, ok := linkIn(t, ns.Path, h.Tap.Name).(*netlink.Tuntap)
+	if !ok {
+		t.Fatal("not a tap")
+	}
+	if tap.Flags&netlink.TUNTAP_MULTI_QUEUE == 0 || tap.Flags&netlink.TUNTAP_VNET_HDR == 0 || tap.Owner != 1000 || tap.Group != 1000 || tap.MTU != 1400 {
+		t.Fatalf("tap: flags=%v owner=%d group=%d mtu=%d", tap.Flags, tap.Owner, tap.Group, tap.MTU)
+	}
+	if h.Tap.Queues != 4 {
+		t.Fatalf("hint queues %d", h.Tap.Queues)
+	}
+	if n, err := masq.Count(masq.Rule{Network: "vmct-110", ContainerID: rt.ContainerID, IfName: "eth0"}); err != nil || n != 2 {
+		t.Fatalf("masquerade rules: %d, %v", n, err)
+	}
+	if err := cni.Check(rt); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	if err := cni.Del(rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	e.assertClean()
+}
+
+// TestGuestMAC: the MAC from runtimeConfig (capability "mac") reaches the
+// guest in every mode; macvtap in bridge mode keeps the pod's MAC apart.
+func TestGuestMAC(t *testing.T) {
+	const mac = "02:aa:bb:cc:dd:01"
+	for _, tc := range []struct{ mode, macvtapMode string }{
+		{bridgetap.ModeTCFilter, ""}, {bridgetap.ModeBridge, ""}, {bridgetap.ModeMacvtap, "bridge"}, {bridgetap.ModeMacvtap, "passthru"},
+	} {
+		t.Run(tc.mode+tc.macvtapMode, func(t *testing.T) {
+			e := newEnv(t)
+			conf := e.vmBridge(tc.mode, map[string]any{"capabilities": map[string]bool{"mac": true}})
+			if tc.macvtapMode != "" {
+				conf["macvtapMode"] = tc.macvtapMode
+			}
+			cni := e.cni("1.1.0", conf)
+			ns := testutil.NewNS(t)
+			rt := testutil.Runtime(testutil.UniqueName("mac"), ns.Path, "eth0")
+			rt.CapabilityArgs = map[string]any{"mac": mac}
+			res, err := cni.Add(rt)
+			if err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			h, err := hint.Read(e.stateDir, rt.ContainerID, "eth0")
+			if err != nil || h.Guest.MAC != mac {
+				t.Fatalf("guest mac %v (%v)", h, err)
+			}
+			pseudo := res.Interfaces[hint.PseudoInterfaces(res, rt.ContainerID)[0]]
+			if pseudo.Mac != mac {
+				t.Fatalf("pseudo-interface mac %s", pseudo.Mac)
+			}
+			pod := linkIn(t, ns.Path, "eth0")
+			if tc.macvtapMode == "bridge" || tc.mode == bridgetap.ModeBridge {
+				if pod.Attrs().HardwareAddr.String() == mac {
+					t.Fatal("pod interface kept the guest MAC")
+				}
+			}
+			if err := cni.Check(rt); err != nil {
+				t.Fatalf("CHECK: %v", err)
+			}
+			if err := cni.Del(rt); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+			e.assertClean()
+		})
+	}
+}
+
+// TestResultVersions: results for 0.4.0, 1.0.0 and 1.1.0 all carry the
+// pseudo-interface and interface indexes; CHECK and DEL work for each.
+func TestResultVersions(t *testing.T) {
+	for _, version := range []string{"0.4.0", "1.0.0", "1.1.0"} {
+		t.Run(version, func(t *testing.T) {
+			e := newEnv(t)
+			cni := e.cni(version, e.vmBridge(bridgetap.ModeTCFilter, nil))
+			ns := testutil.NewNS(t)
+			rt := testutil.Runtime(testutil.UniqueName("v"), ns.Path, "eth0")
+			raw, err := cni.RawAdd(rt)
+			if err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			if raw.Version() != version {
+				t.Fatalf("result version %s", raw.Version())
+			}
+			if version == "0.4.0" {
+				r := raw.(*types040.Result)
+				found := false
+				for _, iface := range r.Interfaces {
+					found = found || iface.Sandbox == rt.ContainerID
+				}
+				if !found || len(r.IPs) != 2 || r.IPs[1].Interface == nil {
+					t.Fatalf("0.4.0 result lost the pseudo-interface: %+v", r)
+				}
+			}
+			if err := cni.Check(rt); err != nil {
+				t.Fatalf("CHECK: %v", err)
+			}
+			if err := cni.Del(rt); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+			e.assertClean()
+		})
+	}
+}
+
+// TestParallelAdds: 50 ADDs at once on one host bridge (real binaries
+// through libcni) all succeed, each gets its own address, and DEL leaves
+// nothing behind.
+func TestParallelAdds(t *testing.T) {
+	const n = 50
+	e := newEnv(t)
+	cni := e.cni("1.1.0", e.vmBridge(bridgetap.ModeTCFilter, nil))
+	rts := make([]*libcni.RuntimeConf, n)
+	for i := range rts {
+		rts[i] = testutil.Runtime(testutil.UniqueName("par"), testutil.NewNS(t).Path, "eth0")
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	ips := make([]net.IP, n)
+	for i, rt := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := cni.Add(rt)
+			if err == nil {
+				ips[i] = res.IPs[0].Address.IP
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	seen := map[string]bool{}
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("ADD %d: %v", i, err)
+			continue
+		}
+		if seen[ips[i].String()] {
+			t.Errorf("address %s handed out twice", ips[i])
+		}
+		seen[ips[i].String()] = true
+	}
+	for i, rt := range rts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = cni.Del(rt)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("DEL %d: %v", i, err)
+		}
+	}
+	e.assertClean()
+}
