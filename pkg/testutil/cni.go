@@ -19,10 +19,7 @@ type CNI struct {
 // private result cache.
 func NewCNI(t testing.TB, binDir string, conflist []byte) *CNI {
 	t.Helper()
-	list, err := libcni.NetworkConfFromBytes(conflist)
-	if err != nil {
-		list, err = libcni.ConfListFromBytes(conflist)
-	}
+	list, err := libcni.NetworkConfFromBytes(conflist) // a conflist or a single config
 	if err != nil {
 		t.Fatalf("parse conflist: %v\n%s", err, conflist)
 	}

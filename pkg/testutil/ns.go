@@ -4,11 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"path/filepath"
-	"runtime"
 	"testing"
 
-	"github.com/vishvananda/netns"
+	"github.com/vmcni/vmcni/pkg/netns"
 )
 
 // RequiresRoot skips t unless it runs as root (it needs to create network
@@ -43,30 +41,13 @@ func NewNS(t testing.TB) *NS {
 	t.Helper()
 	RequiresRoot(t)
 	name := UniqueName("vmct")
-	if err := createNamed(name); err != nil {
+	path, err := netns.CreateNamed(name)
+	if err != nil {
 		t.Fatalf("create netns %q: %v", name, err)
 	}
-	ns := &NS{Name: name, Path: filepath.Join("/var/run/netns", name)}
+	ns := &NS{Name: name, Path: path}
 	t.Cleanup(ns.Delete)
 	return ns
-}
-
-// createNamed creates the netns on a locked thread and switches the thread
-// back before unlocking it (netns.NewNamed moves the calling thread).
-func createNamed(name string) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer orig.Close()
-	h, err := netns.NewNamed(name)
-	if err != nil {
-		return err
-	}
-	_ = h.Close()
-	return netns.Set(orig)
 }
 
 // Delete removes the namespace (and with it its links). Deleting twice is fine.

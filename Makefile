@@ -1,0 +1,53 @@
+# vmcni — CNI plugins for VM-based containers.
+#   make demo     builds, plumbs a netns with vm-bridge, boots a real VM on the hint, pings it
+#   make test     every test (unit, integration in real netns, VM end-to-end); needs root
+#   make install  plugins into $(PREFIX) (default /opt/cni/bin)
+
+PREFIX    ?= /opt/cni/bin
+BIN       ?= bin
+GUEST_DIR ?= /var/cache/vmcni/guest
+GO        ?= go
+GOFLAGS   ?=
+PLUGINS   := $(notdir $(wildcard plugins/*))
+LINT      := .cache/tools/golangci-lint
+LINT_VERSION := v2.15.0
+
+.PHONY: all build install test test-unit deps guest demo lint bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN)/ ./plugins/... ./vmnet/cmd/...
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)
+	for p in $(PLUGINS); do install -m 0755 $(BIN)/$$p $(DESTDIR)$(PREFIX)/$$p; done
+
+# System packages the tests and the demo need (idempotent).
+deps:
+	bash .ci/deps
+
+guest: deps
+	bash vmnet/guest/build.sh $(GUEST_DIR)
+
+# Every test. Integration and VM tests need root; they create namespaces
+# and links with a "vmct" prefix and remove them.
+test: deps guest
+	VMCNI_GUEST_DIR=$(GUEST_DIR) $(GO) test -count=1 -timeout 30m ./...
+
+# Tests that need neither root nor a guest image.
+test-unit:
+	$(GO) test -count=1 ./pkg/cnierr/... ./pkg/undo/... ./pkg/hint/... ./vmnet/
+
+demo: deps guest build
+	VMCNI_GUEST_DIR=$(GUEST_DIR) bash .ci/demo
+
+$(LINT):
+	GOBIN=$(CURDIR)/.cache/tools GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
+
+lint: $(LINT)
+	$(GO) vet ./...
+	$(LINT) run ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,45 @@
+package launcher
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/vmcni/vmcni/vmnet"
+)
+
+// qemuArgs is the whole QEMU command line: machine, the guest image with
+// the network parameters on its kernel command line, and vmnet's NIC args.
+func (s *Session) qemuArgs(fds [][]int, accel string) ([]string, error) {
+	o := s.opts
+	netArgs, err := vmnet.QEMUArgs(s.Plan, vmnet.QEMUOptions{Machine: o.Machine, MemoryMiB: o.MemoryMiB, FDs: fds})
+	if err != nil {
+		return nil, err
+	}
+	machine := o.Machine
+	if machine == "microvm" {
+		machine = "microvm,x-option-roms=off,rtc=on"
+	}
+	cpu := "max"
+	if accel == "kvm" {
+		cpu = "host"
+	}
+	cmdline := []string{"console=ttyS0", "panic=-1", "quiet"}
+	if khz := hostCPUkHz(); khz > 0 {
+		// without it ~10% of microvm boots hang calibrating the TSC
+		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", khz))
+	}
+	cmdline = append(cmdline, vmnet.GuestCmdline(s.Plan), o.ExtraCmdline)
+	if gw := s.Gateway(); o.ProbeGateway && gw != nil {
+		cmdline = append(cmdline, "vmcni.probe="+gw.String())
+	}
+	if o.ProbeTCP != "" {
+		cmdline = append(cmdline, "vmcni.probetcp="+o.ProbeTCP)
+	}
+	args := []string{
+		"-M", machine, "-accel", accel, "-cpu", cpu, "-m", fmt.Sprintf("%dM", o.MemoryMiB),
+		"-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-serial", "stdio", "-kernel", o.Kernel, "-initrd", o.Initrd,
+		"-append", strings.Join(strings.Fields(strings.Join(cmdline, " ")), " "),
+	}
+	return append(args, netArgs...), nil
+}

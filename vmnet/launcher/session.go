@@ -1,0 +1,319 @@
+// Package launcher is vmnet's reference VM launcher: it runs a CNI conflist
+// for a network namespace through libcni, turns the result and vmcni hint
+// files into a vmnet.Plan, opens the devices, boots QEMU on them and, on
+// Close, stops the VM, runs DEL and removes the namespace it created.
+//
+// It proves the hint contract end to end; runtimes embed package vmnet, not
+// this launcher.
+package launcher
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/vmnet"
+)
+
+// Options configure a Session. Conflist, CNIPath, Kernel and Initrd are
+// required; the rest have defaults.
+type Options struct {
+	// Conflist is the CNI network configuration list (or single config).
+	Conflist []byte
+	// CNIPath are the directories holding the plugin binaries.
+	CNIPath []string
+	// ContainerID (optional) defaults to "vmnet-<random>".
+	ContainerID string
+	// IfName (optional) defaults to "eth0".
+	IfName string
+	// Netns (optional) is an existing netns path. Defaults to a new named
+	// netns that Close removes.
+	Netns string
+	// Kernel and Initrd boot the guest (see vmnet/guest).
+	Kernel, Initrd string
+	// QEMU (optional) defaults to qemu-system-x86_64.
+	QEMU string
+	// Machine (optional) is microvm (default) or pc.
+	Machine string
+	// MemoryMiB (optional) defaults to 256.
+	MemoryMiB int
+	// Accel (optional) is auto (default: KVM when a guest boots under it,
+	// else TCG), kvm or tcg.
+	Accel string
+	// ExtraCmdline (optional) is appended to the guest kernel command line.
+	ExtraCmdline string
+	// ProbeGateway (optional) makes the guest ping its IPv4 gateway after
+	// boot and print VMCNI-PROBE-OK or VMCNI-PROBE-FAIL.
+	ProbeGateway bool
+	// ProbeTCP (optional, host:port) makes the guest fetch
+	// http://host:port/ after boot and print VMCNI-PROBETCP-OK or -FAIL.
+	ProbeTCP string
+	// BootTimeout (optional) bounds each boot attempt; defaults to 60s.
+	// A boot that times out is retried once.
+	BootTimeout time.Duration
+	// Console (optional) receives the guest's serial console.
+	Console io.Writer
+	// Logger (optional) receives the launcher's progress.
+	Logger *slog.Logger
+}
+
+func (o *Options) setDefaults() {
+	if o.ContainerID == "" {
+		o.ContainerID = "vmnet-" + randomHex(6)
+	}
+	if o.IfName == "" {
+		o.IfName = "eth0"
+	}
+	if o.QEMU == "" {
+		o.QEMU = "qemu-system-x86_64"
+	}
+	if o.Machine == "" {
+		o.Machine = "microvm"
+	}
+	if o.MemoryMiB == 0 {
+		o.MemoryMiB = 256
+	}
+	if o.Accel == "" {
+		o.Accel = "auto"
+	}
+	if o.BootTimeout == 0 {
+		o.BootTimeout = 60 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = logging.Discard()
+	}
+}
+
+// Session is one VM on one CNI attachment.
+type Session struct {
+	opts    Options
+	cni     *libcni.CNIConfig
+	list    *libcni.NetworkConfigList
+	rt      *libcni.RuntimeConf
+	nsName  string // set when the session created the netns
+	files   []*os.File
+	vm      *vmProcess
+	added   bool
+
+	// Result is the CNI ADD result.
+	Result *current.Result
+	// Plan is what the VM was given.
+	Plan *vmnet.Plan
+	// Ready is the guest's ready line.
+	Ready string
+	// BootTime is the time from QEMU start to the ready line.
+	BootTime time.Duration
+	// Accel is the accelerator the guest runs under.
+	Accel string
+}
+
+// Start plumbs, plans and boots. On error everything done so far is undone.
+func Start(ctx context.Context, opts Options) (*Session, error) {
+	opts.setDefaults()
+	s := &Session{opts: opts}
+	if err := s.start(ctx); err != nil {
+		return nil, errors.Join(err, s.Close())
+	}
+	return s, nil
+}
+
+func (s *Session) start(ctx context.Context) error {
+	o := &s.opts
+	list, err := libcni.NetworkConfFromBytes(o.Conflist) // a conflist or a single config
+	if err != nil {
+		return fmt.Errorf("parse conflist: %w", err)
+	}
+	s.list = list
+	s.cni = libcni.NewCNIConfigWithCacheDir(o.CNIPath, "", nil)
+	if o.Netns == "" {
+		s.nsName = "vmnet-" + randomHex(5)
+		if o.Netns, err = netns.CreateNamed(s.nsName); err != nil {
+			return fmt.Errorf("create netns: %w", err)
+		}
+	}
+	s.rt = &libcni.RuntimeConf{ContainerID: o.ContainerID, NetNS: o.Netns, IfName: o.IfName}
+	o.Logger.Info("CNI ADD", "network", list.Name, "netns", o.Netns, "container", o.ContainerID)
+	raw, err := s.cni.AddNetworkList(ctx, list, s.rt)
+	s.added = true
+	if err != nil {
+		return fmt.Errorf("CNI ADD: %w", err)
+	}
+	if s.Result, err = current.NewResultFromResult(raw); err != nil {
+		return err
+	}
+	if s.Plan, err = vmnet.PlanFromResult(raw, o.ContainerID, stateDirOf(list)); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	if len(s.Plan.NICs) == 0 {
+		return errors.New("the CNI result describes no VM device (no vmcni pseudo-interface)")
+	}
+	fds, err := s.openDevices()
+	if err != nil {
+		return err
+	}
+	return s.boot(ctx, fds)
+}
+
+// openDevices opens every tap/macvtap queue and returns, per NIC, the fd
+// numbers they get in QEMU.
+func (s *Session) openDevices() ([][]int, error) {
+	fds := make([][]int, len(s.Plan.NICs))
+	for i, nic := range s.Plan.NICs {
+		var files []*os.File
+		var err error
+		switch nic.Kind {
+		case hint.KindTap:
+			files, err = OpenTap(nic.Netns, nic.Device, nic.Queues, nic.Tap == nil || nic.Tap.VnetHdr)
+		case hint.KindMacvtap:
+			files, err = OpenMacvtap(nic.Macvtap.Major, nic.Macvtap.Minor, nic.Queues)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("open %s %q: %w", nic.Kind, nic.Device, err)
+		}
+		for _, f := range files {
+			fds[i] = append(fds[i], 3+len(s.files))
+			s.files = append(s.files, f)
+		}
+	}
+	return fds, nil
+}
+
+// boot starts QEMU and waits for the guest's ready line, retrying once.
+func (s *Session) boot(ctx context.Context, fds [][]int) error {
+	accel, err := s.chooseAccel(ctx, fds)
+	if err != nil {
+		return err
+	}
+	s.Accel = accel
+	var lastErr error
+	for attempt := 1; attempt <= 2; attempt++ {
+		lastErr = s.bootOnce(ctx, fds, accel, s.opts.BootTimeout)
+		if lastErr == nil {
+			return nil
+		}
+		s.opts.Logger.Warn("boot failed", "attempt", attempt, "err", lastErr)
+		_ = s.vm.stop()
+		s.vm = nil
+	}
+	return fmt.Errorf("guest did not boot: %w", lastErr)
+}
+
+func (s *Session) bootOnce(ctx context.Context, fds [][]int, accel string, timeout time.Duration) error {
+	args, err := s.qemuArgs(fds, accel)
+	if err != nil {
+		return err
+	}
+	s.opts.Logger.Info("starting QEMU", "accel", accel, "args", strings.Join(args, " "))
+	start := time.Now()
+	s.vm, err = startQEMU(s.opts.QEMU, args, s.files, s.opts.Console)
+	if err != nil {
+		return err
+	}
+	bootCtx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s.Ready, err = s.vm.waitFor(bootCtx, ReadyMarker)
+	s.BootTime = time.Since(start)
+	return err
+}
+
+// ProbeMarkers are the console markers that report the probes asked for
+// in Options (wait for them with WaitConsole).
+func (s *Session) ProbeMarkers() []string {
+	var m []string
+	if s.opts.ProbeGateway && s.Gateway() != nil {
+		m = append(m, "VMCNI-PROBE-")
+	}
+	if s.opts.ProbeTCP != "" {
+		m = append(m, "VMCNI-PROBETCP-")
+	}
+	return m
+}
+
+// WaitConsole waits for a console line containing prefix.
+func (s *Session) WaitConsole(ctx context.Context, prefix string) (string, error) {
+	if s.vm == nil {
+		return "", errors.New("no VM running")
+	}
+	return s.vm.waitFor(ctx, prefix)
+}
+
+// Console returns the guest's console lines so far.
+func (s *Session) Console() []string {
+	if s.vm == nil {
+		return nil
+	}
+	return s.vm.console()
+}
+
+// GuestIP returns the first NIC's first address of the given family
+// (v6 false: IPv4), or nil.
+func (s *Session) GuestIP(v6 bool) net.IP {
+	for _, ip := range s.Plan.NICs[0].IPs {
+		addr, _, err := net.ParseCIDR(ip.Address)
+		if err == nil && (addr.To4() == nil) == v6 {
+			return addr
+		}
+	}
+	return nil
+}
+
+// Gateway returns the first NIC's IPv4 gateway, or nil.
+func (s *Session) Gateway() net.IP {
+	for _, ip := range s.Plan.NICs[0].IPs {
+		if gw := net.ParseIP(ip.Gateway); gw != nil && gw.To4() != nil {
+			return gw
+		}
+	}
+	return nil
+}
+
+// Close stops the VM, closes the devices, runs CNI DEL and removes the
+// netns the session created. It is safe to call more than once.
+func (s *Session) Close() error {
+	var errs []error
+	if s.vm != nil {
+		errs = append(errs, s.vm.stop())
+		s.vm = nil
+	}
+	closeAll(s.files)
+	s.files = nil
+	if s.added {
+		s.opts.Logger.Info("CNI DEL", "container", s.opts.ContainerID)
+		errs = append(errs, s.cni.DelNetworkList(context.Background(), s.list, s.rt))
+		s.added = false
+	}
+	if s.nsName != "" {
+		errs = append(errs, netns.DeleteNamed(s.nsName))
+		s.nsName = ""
+	}
+	return errors.Join(errs...)
+}
+
+// stateDirOf returns the stateDir of the first plugin that sets one, else
+// the contract's default.
+func stateDirOf(list *libcni.NetworkConfigList) string {
+	for _, p := range list.Plugins {
+		var c struct {
+			StateDir string `json:"stateDir"`
+		}
+		if json.Unmarshal(p.Bytes, &c) == nil && c.StateDir != "" {
+			return c.StateDir
+		}
+	}
+	return hint.DefaultStateDir
+}
