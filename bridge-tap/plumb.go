@@ -177,6 +177,9 @@ func (a *addition) plumbBridge(mtu int, podMAC net.HardwareAddr) error {
 		if err := a.step("netns-bridge"); err != nil {
 			return err
 		}
+		if err := silenceBridge(names.NetnsBridge); err != nil {
+			return err
+		}
 		if *a.conf.DisableBridgeNF {
 			disableBridgeNetfilter()
 		}
@@ -191,6 +194,23 @@ func (a *addition) plumbBridge(mtu int, podMAC net.HardwareAddr) error {
 		}
 		return a.step("enslave")
 	})
+}
+
+// silenceBridge stops the in-netns bridge device from speaking for the pod:
+// the pod netns still owns the guest's addresses (they stay on the pod
+// interface), so with default sysctls the bridge would answer ARP for the
+// guest's IP with its own MAC and swallow the traffic. arp_ignore=8 makes it
+// answer no ARP; IPv6 is off on it (no link-local, no DAD, no RS).
+func silenceBridge(name string) error {
+	for _, s := range []struct{ path, value string }{
+		{"/proc/sys/net/ipv4/conf/" + name + "/arp_ignore", "8"},
+		{"/proc/sys/net/ipv6/conf/" + name + "/disable_ipv6", "1"},
+	} {
+		if err := os.WriteFile(s.path, []byte(s.value), 0o644); err != nil {
+			return fmt.Errorf("silence bridge %q: %w", name, err)
+		}
+	}
+	return nil
 }
 
 // disableBridgeNetfilter turns br_netfilter off in the calling thread's

@@ -82,15 +82,15 @@ func PlanFromHints(hints ...*hint.Hint) (*Plan, error) {
 }
 
 // NeedsSharedMemory reports whether some NIC needs the guest memory to be
-// shared with another process (vhost-user, memif). QEMUArgs adds the memory
-// backend itself; a Cloud Hypervisor launcher must add shared=on to its
-// --memory option.
+// shared with another process: a vhost-user NIC (the switch reads and writes
+// the guest's buffers). QEMUArgs adds the memory backend itself; a Cloud
+// Hypervisor launcher must add shared=on to its --memory option.
 func (p *Plan) NeedsSharedMemory() bool {
 	if p == nil {
 		return false
 	}
 	for i := range p.NICs {
-		if k := p.NICs[i].Kind; k == hint.KindVhostUser || k == hint.KindMemif {
+		if p.NICs[i].Kind == hint.KindVhostUser {
 			return true
 		}
 	}

@@ -99,14 +99,14 @@ func (o *Options) setDefaults() {
 
 // Session is one VM on one CNI attachment.
 type Session struct {
-	opts    Options
-	cni     *libcni.CNIConfig
-	list    *libcni.NetworkConfigList
-	rt      *libcni.RuntimeConf
-	nsName  string // set when the session created the netns
-	files   []*os.File
-	vm      *vmProcess
-	added   bool
+	opts   Options
+	cni    *libcni.CNIConfig
+	list   *libcni.NetworkConfigList
+	rt     *libcni.RuntimeConf
+	nsName string // set when the session created the netns
+	files  []*os.File
+	vm     *vmProcess
+	added  bool
 
 	// Result is the CNI ADD result.
 	Result *current.Result

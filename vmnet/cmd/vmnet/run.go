@@ -9,7 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-		"syscall"
+	"syscall"
 	"time"
 
 	"github.com/vmcni/vmcni/vmnet/launcher"
