@@ -12,12 +12,20 @@ PLUGINS   := $(notdir $(wildcard plugins/*))
 LINT      := .cache/tools/golangci-lint
 LINT_VERSION := v2.15.0
 
-.PHONY: all build install test test-unit deps guest demo lint bench clean
+.PHONY: all build ref install test test-unit deps guest demo lint bench clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -o $(BIN)/ ./plugins/... ./vmnet/cmd/...
+
+# The reference plugins (versions pinned in go.mod) the demo, tests and
+# benchmarks run next to vmcni.
+ref:
+	$(GO) build -o $(BIN)/ref/ github.com/containernetworking/plugins/plugins/main/bridge \
+	  github.com/containernetworking/plugins/plugins/main/ptp github.com/containernetworking/plugins/plugins/main/tap \
+	  github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/ipam/static \
+	  github.com/containernetworking/cni/cnitool
 
 install: build
 	install -d $(DESTDIR)$(PREFIX)
@@ -39,8 +47,8 @@ test: deps guest
 test-unit:
 	$(GO) test -count=1 ./pkg/cnierr/... ./pkg/undo/... ./pkg/hint/... ./vmnet/
 
-demo: deps guest build
-	VMCNI_GUEST_DIR=$(GUEST_DIR) bash .ci/demo
+demo: deps guest build ref
+	BIN=$(BIN) VMCNI_GUEST_DIR=$(GUEST_DIR) bash vmnet/demo.sh
 
 $(LINT):
 	GOBIN=$(CURDIR)/.cache/tools GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
