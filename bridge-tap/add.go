@@ -36,10 +36,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := conf.ValidateForAdd(); err != nil {
+	if err = conf.ValidateForAdd(); err != nil {
 		return err
 	}
-	if err := validateArgs(args.ContainerID, args.IfName); err != nil {
+	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "ADD",

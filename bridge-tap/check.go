@@ -26,10 +26,10 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := conf.Validate(); err != nil {
+	if err = conf.Validate(); err != nil {
 		return err
 	}
-	if err := validateArgs(args.ContainerID, args.IfName); err != nil {
+	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	if conf.Prev == nil {

@@ -73,7 +73,7 @@ func TestNames(t *testing.T) {
 	if len(long.Macvtap) > 15 || long.HostVeth != "" {
 		t.Fatalf("long names: %+v", long)
 	}
-	if namesFor("c", "eth0", ModeTCFilter, true) != namesFor("c", "eth0", ModeTCFilter, true) {
+	if again := namesFor("container-id", "eth0", ModeBridge, true); again != n {
 		t.Fatal("names are not deterministic")
 	}
 }

@@ -18,10 +18,10 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := conf.Validate(); err != nil {
+	if err = conf.Validate(); err != nil {
 		return err
 	}
-	if err := validateArgs(args.ContainerID, args.IfName); err != nil {
+	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "DEL",

@@ -44,7 +44,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	if err := conf.Validate(); err != nil {
+	if err = conf.Validate(); err != nil {
 		return err
 	}
 	valid, err := validAttachments(args.StdinData)

@@ -38,7 +38,7 @@ func (a *addition) plumbVM(res *current.Result, podIf int) (*hint.Hint, error) {
 		mtu = pod.Attrs().MTU
 	}
 	a.st.PodMAC, a.st.GuestMAC = podMAC.String(), guestMAC.String()
-	if err := a.saveRecord(); err != nil {
+	if err = a.saveRecord(); err != nil {
 		return nil, err
 	}
 
@@ -64,11 +64,11 @@ func (a *addition) plumbVM(res *current.Result, podIf int) (*hint.Hint, error) {
 	// The pod interface's entry reports its MAC as it is now (so the
 	// previous plugin's CHECK still holds); the guest's is in the hint.
 	err = netns.Do(args.Netns, func() error {
-		pod, err := link.ByName(names.Pod)
-		if err == nil {
-			res.Interfaces[podIf].Mac = pod.Attrs().HardwareAddr.String()
+		now, lerr := link.ByName(names.Pod)
+		if lerr == nil {
+			res.Interfaces[podIf].Mac = now.Attrs().HardwareAddr.String()
 		}
-		return err
+		return lerr
 	})
 	if err != nil {
 		return nil, err
@@ -235,7 +235,7 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 		if conf.MacvtapMode != "passthru" {
 			newMAC = link.RandomMAC()
 		}
-		if err := a.changePodMAC(pod, podMAC, newMAC); err != nil {
+		if err = a.changePodMAC(pod, podMAC, newMAC); err != nil {
 			return err
 		}
 		mvt, err := link.CreateMacvtap(link.Macvtap{

@@ -31,7 +31,7 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 	if created {
 		a.undo.Push("delete bridge", func() error { return deleteBridgeIfUnused(conf.Bridge) })
 	}
-	if err := a.step("bridge"); err != nil {
+	if err = a.step("bridge"); err != nil {
 		return nil, -1, err
 	}
 	mtu := conf.MTU
@@ -58,10 +58,10 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 	if err != nil {
 		return nil, -1, err
 	}
-	if err := link.SetMaster(host, br); err != nil {
+	if err = link.SetMaster(host, br); err != nil {
 		return nil, -1, err
 	}
-	if err := a.step("veth"); err != nil {
+	if err = a.step("veth"); err != nil {
 		return nil, -1, err
 	}
 
@@ -70,7 +70,7 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 		return nil, -1, err
 	}
 	a.undo.Push("release addresses", func() error { return a.ipamDelegate().Del(context.Background(), a.attachment()) })
-	if err := a.step("ipam"); err != nil {
+	if err = a.step("ipam"); err != nil {
 		return nil, -1, err
 	}
 
@@ -88,12 +88,12 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 		res.DNS = conf.DNS
 	}
 	err = netns.Do(args.Netns, func() error {
-		if err := ipam.ConfigureIface(names.Pod, res); err != nil {
-			return err
+		if cerr := ipam.ConfigureIface(names.Pod, res); cerr != nil {
+			return cerr
 		}
-		pod, err := link.ByName(names.Pod)
-		if err != nil {
-			return err
+		pod, lerr := link.ByName(names.Pod)
+		if lerr != nil {
+			return lerr
 		}
 		res.Interfaces[podIf].Mac = pod.Attrs().HardwareAddr.String()
 		return nil
@@ -101,15 +101,15 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 	if err != nil {
 		return nil, -1, err
 	}
-	if err := a.step("addresses"); err != nil {
+	if err = a.step("addresses"); err != nil {
 		return nil, -1, err
 	}
 
 	if conf.IsGateway {
-		if err := a.addGateways(br, res); err != nil {
+		if err = a.addGateways(br, res); err != nil {
 			return nil, -1, err
 		}
-		if err := a.step("gateway"); err != nil {
+		if err = a.step("gateway"); err != nil {
 			return nil, -1, err
 		}
 	}
@@ -118,11 +118,11 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 		for _, ip := range res.IPs {
 			rule.Sources = append(rule.Sources, &ip.Address)
 		}
-		if err := masq.Add(rule); err != nil {
+		if err = masq.Add(rule); err != nil {
 			return nil, -1, err
 		}
 		a.undo.Push("remove masquerade", func() error { return masq.Remove(rule) })
-		if err := a.step("masquerade"); err != nil {
+		if err = a.step("masquerade"); err != nil {
 			return nil, -1, err
 		}
 	}
@@ -148,7 +148,7 @@ func (a *addition) addGateways(br netlink.Link, res *current.Result) error {
 		if ip.Address.IP.To4() == nil {
 			sysctl = "/proc/sys/net/ipv6/conf/all/forwarding"
 		}
-		if err := os.WriteFile(sysctl, []byte("1"), 0o644); err != nil {
+		if err = os.WriteFile(sysctl, []byte("1"), 0o644); err != nil {
 			return fmt.Errorf("enable forwarding: %w", err)
 		}
 	}

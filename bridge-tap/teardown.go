@@ -72,19 +72,19 @@ func (t *teardown) run(ctx context.Context) error {
 
 	if t.key.Netns != "" {
 		add(ignoreGone(netns.Do(t.key.Netns, func() error {
-			var errs []error
+			var inNS []error
 			for _, name := range []string{names.Tap, names.Macvtap, names.NetnsBridge} {
 				if name != "" {
-					errs = append(errs, link.DeleteByName(name))
+					inNS = append(inNS, link.DeleteByName(name))
 				}
 			}
 			if t.st.Chained {
-				errs = append(errs, removeIngressByName(names.Pod))
+				inNS = append(inNS, removeIngressByName(names.Pod))
 				if mac, err := net.ParseMAC(t.st.PodMAC); err == nil && t.st.Mode != ModeTCFilter {
-					errs = append(errs, restoreMAC(names.Pod, mac))
+					inNS = append(inNS, restoreMAC(names.Pod, mac))
 				}
 			}
-			return errors.Join(errs...)
+			return errors.Join(inNS...)
 		})))
 	}
 	if !t.st.Chained {

@@ -57,7 +57,7 @@ func PlanFromResult(res types.Result, containerID, stateDir string) (*Plan, erro
 		}
 		var n NIC
 		if h != nil {
-			if err := hint.CheckResult(r, h); err != nil {
+			if err = hint.CheckResult(r, h); err != nil {
 				return nil, fmt.Errorf("hint %q disagrees with the CNI result: %w",
 					hint.Path(stateDir, h.ContainerID, h.IfName), err)
 			}

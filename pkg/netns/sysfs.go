@@ -41,7 +41,7 @@ func readSysfsOnThread(path, rel string) (map[string][]byte, error) {
 		return nil, err
 	}
 	defer unix.Close(target)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+	if err = unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 		return nil, fmt.Errorf("enter netns %q: %w", path, err)
 	}
 	dir, err := os.MkdirTemp("", "vmcni-sysfs")
@@ -49,10 +49,10 @@ func readSysfsOnThread(path, rel string) (map[string][]byte, error) {
 		return nil, err
 	}
 	defer os.Remove(dir)
-	if err := unix.Mount("sysfs", dir, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil {
+	if err = unix.Mount("sysfs", dir, "sysfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC|unix.MS_NODEV, ""); err != nil {
 		return nil, fmt.Errorf("mount sysfs: %w", err)
 	}
-	defer unix.Unmount(dir, unix.MNT_DETACH)
+	defer func() { _ = unix.Unmount(dir, unix.MNT_DETACH) }()
 	base := filepath.Join(dir, "class", "net")
 	matches, err := filepath.Glob(filepath.Join(base, rel))
 	if err != nil {

@@ -88,7 +88,7 @@ func (vm *vmProcess) waitFor(ctx context.Context, prefix string) (string, error)
 		select {
 		case <-wake:
 		case <-vm.done:
-			return "", fmt.Errorf("qemu exited before %q: %v\n%s", prefix, vm.err, vm.tail(20))
+			return "", fmt.Errorf("qemu exited before %q: %w\n%s", prefix, vm.err, vm.tail(20))
 		case <-ctx.Done():
 			return "", fmt.Errorf("waiting for %q: %w\n%s", prefix, ctx.Err(), vm.tail(20))
 		}
