@@ -39,9 +39,10 @@ guest: deps
 	bash vmnet/guest/build.sh $(GUEST_DIR)
 
 # Every test. Integration and VM tests need root; they create namespaces
-# and links with a "vmct" prefix and remove them.
+# and links with a "vmct" prefix and remove them. Packages run one at a
+# time (-p 1): each test compares whole-host snapshots.
 test: deps guest
-	VMCNI_GUEST_DIR=$(GUEST_DIR) $(GO) test -count=1 -timeout 30m ./...
+	VMCNI_GUEST_DIR=$(GUEST_DIR) $(GO) test -p 1 -count=1 -timeout 30m ./...
 
 # Tests that need neither root nor a guest image.
 test-unit:
