@@ -2,6 +2,8 @@ package bridgetap_test
 
 import (
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -210,6 +212,41 @@ func TestParallelAdds(t *testing.T) {
 		if err != nil {
 			t.Errorf("DEL %d: %v", i, err)
 		}
+	}
+	e.assertClean()
+}
+
+// TestStaticIPAMAndLogFile: another IPAM plugin (static) works the same,
+// and logs go to logFile, never to stdout (libcni parses stdout as the result).
+func TestStaticIPAMAndLogFile(t *testing.T) {
+	e := newEnv(t)
+	logFile := filepath.Join(t.TempDir(), "vm-bridge.log")
+	base := strings.TrimSuffix(e.subnet, "0/24")
+	conf := e.vmBridge(bridgetap.ModeBridge, map[string]any{
+		"logFile": logFile, "logLevel": "debug",
+		"ipam": map[string]any{"type": "static", "addresses": []map[string]string{
+			{"address": base + "50/24", "gateway": base + "1"},
+		}, "routes": []map[string]string{{"dst": "0.0.0.0/0", "gw": base + "1"}}},
+	})
+	cni := e.cni("1.1.0", conf)
+	ns := testutil.NewNS(t)
+	rt := testutil.Runtime(testutil.UniqueName("st"), ns.Path, "eth0")
+	res, err := cni.Add(rt)
+	if err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if got := res.IPs[0].Address.String(); got != base+"50/24" {
+		t.Fatalf("static address %s", got)
+	}
+	if err := cni.Check(rt); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	if err := cni.Del(rt); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	data, err := os.ReadFile(logFile)
+	if err != nil || !strings.Contains(string(data), `"msg":"ADD done"`) || !strings.Contains(string(data), `"msg":"DEL done"`) {
+		t.Fatalf("log file: %v\n%s", err, data)
 	}
 	e.assertClean()
 }

@@ -157,12 +157,16 @@ func (s *Store) Lock(containerID, ifName string) (*Lock, error) {
 		return nil, err
 	}
 	dir := filepath.Join(s.Dir, ".locks")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, err
-	}
 	path := filepath.Join(dir, containerID+"_"+ifName)
 	for {
+		// (again each round: the last holder may have removed the directory)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return nil, err
 		}
