@@ -51,6 +51,12 @@ test-unit:
 demo: deps guest build ref
 	BIN=$(BIN) VMCNI_GUEST_DIR=$(GUEST_DIR) bash vmnet/demo.sh
 
+# Benchmarks against the reference plugins, same run; writes docs/benchmarks.md
+# and docs/benchmarks.svg. Needs root. BENCH_FLAGS e.g. "-n 10 -scale 1,10".
+bench: build ref
+	mkdir -p $(BIN)/all && cp $(BIN)/vm-* $(BIN)/ref/* $(BIN)/all/
+	$(GO) run ./conformance/cmd/vmcni-bench -bin $(BIN)/all -out docs/benchmarks.md $(BENCH_FLAGS)
+
 $(LINT):
 	GOBIN=$(CURDIR)/.cache/tools GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
 

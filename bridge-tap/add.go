@@ -9,6 +9,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/hint"
@@ -28,6 +29,33 @@ type addition struct {
 	rec   *store.Record
 	st    *state
 	undo  undo.Stack
+
+	// standalone only
+	ipam      *pendingIPAM
+	hostLinks []netlink.Link // the host bridge and the host end of the veth
+}
+
+// pendingIPAM is an IPAM ADD running in the background.
+type pendingIPAM struct {
+	done chan struct{} // closed when res and err are set
+	res  *current.Result
+	err  error
+}
+
+// startIPAM runs the IPAM plugin's ADD in the background. Its undo step
+// waits for it and releases the addresses (DEL after a failed ADD is what
+// the CNI spec asks for, and harmless).
+func (a *addition) startIPAM(ctx context.Context) {
+	p := &pendingIPAM{done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		p.res, p.err = a.ipamDelegate().Add(ctx, a.attachment())
+	}()
+	a.ipam = p
+	a.undo.Push("release addresses", func() error {
+		<-p.done
+		return a.ipamDelegate().Del(context.Background(), a.attachment())
+	})
 }
 
 // Add implements CNI ADD.
@@ -73,6 +101,9 @@ func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, l
 	}
 	a := &addition{p: p, conf: conf, args: args, log: log, store: st}
 	res, err := a.run(context.Background())
+	if a.ipam != nil {
+		<-a.ipam.done // never leave an IPAM call running behind a failed ADD
+	}
 	if err != nil && p.keepPartial {
 		log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
 		return nil, err
@@ -115,6 +146,7 @@ func (a *addition) run(ctx context.Context) (*current.Result, error) {
 		Chained: conf.Chained(),
 		Names:   namesFor(args.ContainerID, args.IfName, conf.Mode, !conf.Chained()),
 		Bridge:  conf.Bridge,
+		Group:   groupFor(args.IfName),
 	}
 	a.rec = &store.Record{
 		Plugin: PluginName, Network: conf.Name, ContainerID: args.ContainerID,
@@ -128,20 +160,31 @@ func (a *addition) run(ctx context.Context) (*current.Result, error) {
 		return nil, err
 	}
 
+	// Standalone: the IPAM plugin runs while the links are made; its
+	// addresses are needed only once the pod interface is configured.
 	var res *current.Result
-	var podIf int
+	podIf := -1
 	var err error
 	if conf.Chained() {
-		res, podIf, err = a.fromPrevResult()
+		if res, podIf, err = a.fromPrevResult(); err != nil {
+			return nil, err
+		}
 	} else {
-		res, podIf, err = a.standalone(ctx)
+		a.startIPAM(ctx)
+		if err = a.createPodInterface(); err != nil {
+			return nil, err
+		}
 	}
+	h, err := a.plumbVM()
 	if err != nil {
 		return nil, err
 	}
-
-	h, err := a.plumbVM(res, podIf)
-	if err != nil {
+	if !conf.Chained() {
+		if res, podIf, err = a.configurePodInterface(); err != nil {
+			return nil, err
+		}
+	}
+	if err = a.completeHint(h, res, podIf); err != nil {
 		return nil, err
 	}
 	if err := hint.Write(conf.StateDir, h); err != nil {

@@ -49,6 +49,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		s = &state{
 			Mode: conf.Mode, Chained: !conf.standaloneConfig(),
 			Names: namesFor(args.ContainerID, args.IfName, conf.Mode, conf.standaloneConfig()),
+			Group: groupFor(args.IfName),
 		}
 		if conf.Prev != nil {
 			// Without a record the original MAC is unknown; prevResult has it.

@@ -3,6 +3,8 @@ package bridgetap
 import (
 	"crypto/sha256"
 	"encoding/hex"
+
+	"github.com/vmcni/vmcni/pkg/link"
 )
 
 // Names are the links an attachment uses. They derive from (containerID,
@@ -53,4 +55,9 @@ func namesFor(containerID, ifName, mode string, standalone bool) Names {
 		n.Macvtap = withPrefix("mvt_", ifName)
 	}
 	return n
+}
+
+// groupFor is the link group of an attachment's links in its pod netns.
+func groupFor(ifName string) uint32 {
+	return link.GroupFor("vmcni/" + ifName)
 }

@@ -20,8 +20,8 @@ import (
 const macvtapTxQLen = 1000
 
 // plumbVM builds the VM device in the pod netns for the configured mode and
-// returns the hint describing it.
-func (a *addition) plumbVM(res *current.Result, podIf int) (*hint.Hint, error) {
+// returns the hint describing it; completeHint adds the guest's addresses.
+func (a *addition) plumbVM() (*hint.Hint, error) {
 	conf, args, names := a.conf, a.args, a.st.Names
 	var pod netlink.Link
 	err := netns.Do(args.Netns, func() (err error) {
@@ -45,7 +45,7 @@ func (a *addition) plumbVM(res *current.Result, podIf int) (*hint.Hint, error) {
 	h := &hint.Hint{
 		HintVersion: hint.Version, Plugin: PluginName, Network: conf.Name,
 		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
-		Guest: hint.GuestFromResult(res, podIf, guestMAC.String(), mtu),
+		Guest: hint.Guest{MAC: guestMAC.String(), MTU: mtu},
 	}
 	switch conf.Mode {
 	case ModeTCFilter:
@@ -61,19 +61,22 @@ func (a *addition) plumbVM(res *current.Result, podIf int) (*hint.Hint, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The pod interface's entry reports its MAC as it is now (so the
-	// previous plugin's CHECK still holds); the guest's is in the hint.
-	err = netns.Do(args.Netns, func() error {
-		now, lerr := link.ByName(names.Pod)
-		if lerr == nil {
+	return h, nil
+}
+
+// completeHint fills the guest's addresses, routes and DNS from the result,
+// and makes the pod interface's entry report its MAC as it is now (so the
+// previous plugin's CHECK still holds; the guest's MAC is in the hint).
+func (a *addition) completeHint(h *hint.Hint, res *current.Result, podIf int) error {
+	g := hint.GuestFromResult(res, podIf, h.Guest.MAC, h.Guest.MTU)
+	h.Guest = g
+	return netns.Do(a.args.Netns, func() error {
+		now, err := link.ByName(a.st.Names.Pod)
+		if err == nil {
 			res.Interfaces[podIf].Mac = now.Attrs().HardwareAddr.String()
 		}
-		return lerr
+		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return h, nil
 }
 
 func (a *addition) tapHint() *hint.Tap {
@@ -98,6 +101,9 @@ func (a *addition) createTap(mtu int) (netlink.Link, error) {
 		a.undo.Push("delete tap", func() error { return a.inNetnsIfExists(func() error { return link.DeleteByName(name) }) })
 	}
 	if err != nil {
+		return nil, err
+	}
+	if err := link.SetGroup(tap, a.st.Group); err != nil {
 		return nil, err
 	}
 	return tap, a.step("tap")
@@ -172,6 +178,9 @@ func (a *addition) plumbBridge(mtu int, podMAC net.HardwareAddr) error {
 			})
 		}
 		if err != nil {
+			return err
+		}
+		if err := link.SetGroup(br, a.st.Group); err != nil {
 			return err
 		}
 		if err := a.step("netns-bridge"); err != nil {
@@ -250,6 +259,9 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 			return err
 		}
 		ifindex = mvt.Attrs().Index
+		if err := link.SetGroup(mvt, a.st.Group); err != nil {
+			return err
+		}
 		if err := a.step("macvtap"); err != nil {
 			return err
 		}

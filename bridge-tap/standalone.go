@@ -1,7 +1,6 @@
 package bridgetap
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -18,30 +17,27 @@ import (
 	"github.com/vmcni/vmcni/pkg/netns"
 )
 
-// standalone builds the pod interface: host bridge, veth, IPAM, addresses,
-// gateway and masquerade. It returns the result so far and the index of the
-// pod interface in it.
-func (a *addition) standalone(ctx context.Context) (*current.Result, int, error) {
+// createPodInterface makes the host bridge (if missing) and the veth whose
+// peer is created directly in the pod netns as CNI_IFNAME.
+func (a *addition) createPodInterface() error {
 	conf, args, names := a.conf, a.args, a.st.Names
-
 	br, created, err := link.EnsureBridge(conf.Bridge, conf.MTU)
 	if err != nil {
-		return nil, -1, err
+		return err
 	}
 	if created {
 		a.undo.Push("delete bridge", func() error { return deleteBridgeIfUnused(conf.Bridge) })
 	}
 	if err = a.step("bridge"); err != nil {
-		return nil, -1, err
+		return err
 	}
 	mtu := conf.MTU
 	if mtu == 0 {
 		mtu = br.Attrs().MTU
 	}
-
 	podNS, err := netns.Open(args.Netns)
 	if err != nil {
-		return nil, -1, cnierr.Env("CNI_NETNS: %w", err)
+		return cnierr.Env("CNI_NETNS: %w", err)
 	}
 	defer podNS.Close()
 	var podMAC net.HardwareAddr
@@ -56,29 +52,47 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 		a.undo.Push("delete veth", func() error { return link.DeleteByName(names.HostVeth) })
 	}
 	if err != nil {
-		return nil, -1, err
+		return err
 	}
 	if err = link.SetMaster(host, br); err != nil {
-		return nil, -1, err
+		return err
 	}
-	if err = a.step("veth"); err != nil {
-		return nil, -1, err
-	}
-
-	res, err := a.ipamDelegate().Add(ctx, a.attachment())
+	a.hostLinks = []netlink.Link{br, host}
+	// The veth is ours: put it in the attachment's link group so DEL takes
+	// it (and its host peer) in the same batch as the VM device.
+	err = netns.Do(args.Netns, func() error {
+		pod, lerr := link.ByName(names.Pod)
+		if lerr != nil {
+			return lerr
+		}
+		return link.SetGroup(pod, a.st.Group)
+	})
 	if err != nil {
-		return nil, -1, err
+		return err
 	}
-	a.undo.Push("release addresses", func() error { return a.ipamDelegate().Del(context.Background(), a.attachment()) })
-	if err = a.step("ipam"); err != nil {
-		return nil, -1, err
-	}
+	return a.step("veth")
+}
 
+// configurePodInterface waits for the IPAM result, builds the CNI result
+// around it, configures addresses and routes on the pod interface, and
+// sets up the gateway and masquerade. It returns the result and the pod
+// interface's index in it.
+func (a *addition) configurePodInterface() (*current.Result, int, error) {
+	conf, args, names := a.conf, a.args, a.st.Names
+	<-a.ipam.done
+	if a.ipam.err != nil {
+		return nil, -1, a.ipam.err
+	}
+	res := a.ipam.res
+	if err := a.step("ipam"); err != nil {
+		return nil, -1, err
+	}
+	br, host := a.hostLinks[0], a.hostLinks[1]
 	res.CNIVersion = current.ImplementedSpecVersion
 	res.Interfaces = []*current.Interface{
 		{Name: br.Attrs().Name, Mac: br.Attrs().HardwareAddr.String()},
 		{Name: host.Attrs().Name, Mac: host.Attrs().HardwareAddr.String()},
-		{Name: names.Pod, Sandbox: args.Netns, Mtu: mtu},
+		{Name: names.Pod, Sandbox: args.Netns, Mtu: host.Attrs().MTU},
 	}
 	const podIf = 2
 	for _, ip := range res.IPs {
@@ -87,24 +101,13 @@ func (a *addition) standalone(ctx context.Context) (*current.Result, int, error)
 	if len(res.DNS.Nameservers) == 0 && len(conf.DNS.Nameservers) > 0 {
 		res.DNS = conf.DNS
 	}
-	err = netns.Do(args.Netns, func() error {
-		if cerr := ipam.ConfigureIface(names.Pod, res); cerr != nil {
-			return cerr
-		}
-		pod, lerr := link.ByName(names.Pod)
-		if lerr != nil {
-			return lerr
-		}
-		res.Interfaces[podIf].Mac = pod.Attrs().HardwareAddr.String()
-		return nil
-	})
+	err := netns.Do(args.Netns, func() error { return ipam.ConfigureIface(names.Pod, res) })
 	if err != nil {
 		return nil, -1, err
 	}
 	if err = a.step("addresses"); err != nil {
 		return nil, -1, err
 	}
-
 	if conf.IsGateway {
 		if err = a.addGateways(br, res); err != nil {
 			return nil, -1, err

@@ -19,6 +19,9 @@ type state struct {
 	PodMAC string `json:"podMAC,omitempty"`
 	// GuestMAC is the MAC handed to the guest.
 	GuestMAC string `json:"guestMAC,omitempty"`
+	// Group is the link group of the links vm-bridge created in the pod
+	// netns (and, standalone, the pod veth); DEL deletes it in one batch.
+	Group uint32 `json:"group,omitempty"`
 	// DeviceInfoFile is the NPWG device-info file written, if any.
 	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
@@ -59,43 +60,68 @@ type teardown struct {
 }
 
 func (t *teardown) run(ctx context.Context) error {
+	var mu sync.Mutex // guards errs
 	var errs []error
 	add := func(err error) {
 		if err != nil {
 			t.log.Warn("DEL step failed", "err", err)
+			mu.Lock()
 			errs = append(errs, err)
+			mu.Unlock()
 		}
 	}
 	names := t.st.Names
 	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
 	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
 
+	// Link deletions dominate DEL (each waits for RCU grace periods), and
+	// the steps below are independent: run them concurrently.
+	var wg sync.WaitGroup
+	async := func(step func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			add(step())
+		}()
+	}
+	inPod := func(fn func() error) func() error {
+		return func() error { return ignoreGone(netns.Do(t.key.Netns, fn)) }
+	}
 	if t.key.Netns != "" {
-		add(ignoreGone(netns.Do(t.key.Netns, func() error {
-			var inNS []error
+		async(inPod(func() error {
+			// One batch for the tap / bridge / macvtap (and, standalone, the
+			// pod veth with its host peer); then make sure by name, for
+			// records that predate groups or links that lost theirs.
+			errs := []error{link.DeleteGroup(t.st.Group)}
 			for _, name := range []string{names.Tap, names.Macvtap, names.NetnsBridge} {
 				if name != "" {
-					inNS = append(inNS, link.DeleteByName(name))
+					errs = append(errs, link.DeleteByName(name))
 				}
 			}
-			if t.st.Chained {
-				inNS = append(inNS, removeIngressByName(names.Pod))
-				if mac, err := net.ParseMAC(t.st.PodMAC); err == nil && t.st.Mode != ModeTCFilter {
-					inNS = append(inNS, restoreMAC(names.Pod, mac))
+			return errors.Join(errs...)
+		}))
+		if t.st.Chained {
+			async(inPod(func() error {
+				err := removeIngressByName(names.Pod)
+				if mac, perr := net.ParseMAC(t.st.PodMAC); perr == nil && t.st.Mode != ModeTCFilter {
+					err = errors.Join(err, restoreMAC(names.Pod, mac))
 				}
-			}
-			return errors.Join(inNS...)
-		})))
+				return err
+			}))
+		}
 	}
 	if !t.st.Chained {
-		add(link.DeleteByName(names.HostVeth))
+		async(func() error { return link.DeleteByName(names.HostVeth) })
 		if t.conf.IPMasq {
-			add(masq.Remove(masq.Rule{Network: t.conf.Name, ContainerID: t.key.ContainerID, IfName: t.key.IfName}))
+			async(func() error {
+				return masq.Remove(masq.Rule{Network: t.conf.Name, ContainerID: t.key.ContainerID, IfName: t.key.IfName})
+			})
 		}
 		if t.conf.IPAM.Type != "" {
-			add(ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, t.key))
+			async(func() error { return ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, t.key) })
 		}
 	}
+	wg.Wait()
 	if len(errs) == 0 {
 		add(t.store.Delete(t.key.ContainerID, t.key.IfName))
 	}

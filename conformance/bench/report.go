@@ -1,0 +1,162 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	When      time.Time
+	Machine   string
+	Versions  string
+	Command   string
+	N         int
+	Latency   []LatencyResult
+	Scale     []ScaleResult
+	Growth    []GrowthResult
+	Exec      []ExecResult
+	DataPlane []DataPlaneResult
+}
+
+func (r *Report) latency(name string) *LatencyResult {
+	for i := range r.Latency {
+		if r.Latency[i].Scenario.Name == name {
+			return &r.Latency[i]
+		}
+	}
+	return nil
+}
+
+// WriteMarkdown renders the report; plot is the SVG file name to link.
+func (r *Report) WriteMarkdown(w io.Writer, plot string) {
+	fmt.Fprintf(w, "# vmcni benchmarks\n\nRun %s on %s.\n\n%s\n\nReproduce: `%s`\n\n",
+		r.When.UTC().Format(time.RFC3339), r.Machine, r.Versions, r.Command)
+	fmt.Fprintf(w, "![ADD and DEL p50 per scenario](%s)\n\n", plot)
+
+	base := r.latency("ref bridge+host-local + tap")
+	fmt.Fprintf(w, "## Control plane (libcni, real binaries, n=%d each, interleaved)\n\n", r.N)
+	fmt.Fprintln(w, "| scenario | ADD p50 | p90 | p99 | DEL p50 | p90 | p99 | ADD / ref+tap | DEL / ref+tap | failures |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	for _, l := range r.Latency {
+		addRatio, delRatio := "-", "-"
+		if base != nil {
+			addRatio, delRatio = ratio(l.Add.P50(), base.Add.P50()), ratio(l.Del.P50(), base.Del.P50())
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", l.Scenario.Name,
+			ms(l.Add.P50()), ms(l.Add.P90()), ms(l.Add.P99()), ms(l.Del.P50()), ms(l.Del.P90()), ms(l.Del.P99()),
+			addRatio, delRatio, l.Failures)
+	}
+	fmt.Fprintln(w, "\nTimes in ms. \"ref bridge+host-local + tap\" is the reference bridge chain plus a second")
+	fmt.Fprintln(w, "attachment made by the reference tap plugin (tc-redirect-tap is not obtainable from the module proxy here).")
+
+	if len(r.Scale) > 0 {
+		fmt.Fprintln(w, "\n## Scale (vm-bridge tcfilter, one host bridge, all at once)")
+		fmt.Fprintln(w, "\n| concurrent | ADD wall | ADD p99 | ADD failures | DEL wall | DEL p99 | DEL failures |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		for _, s := range r.Scale {
+			fmt.Fprintf(w, "| %d | %s | %s | %d | %s | %s | %d |\n", s.Concurrency, ms(s.AddWall), ms(s.Add.P99()), s.AddFails,
+				ms(s.DelWall), ms(s.Del.P99()), s.DelFail)
+		}
+	}
+	if len(r.Growth) > 0 {
+		fmt.Fprintln(w, "\n## Cost growth (ADD p50 with attachments already present)")
+		fmt.Fprintln(w, "\n| present | ADD p50 | ratio to empty host |")
+		fmt.Fprintln(w, "|---|---|---|")
+		for _, g := range r.Growth {
+			fmt.Fprintf(w, "| %d | %s | %s |\n", g.Present, ms(g.Add.P50()), ratio(g.Add.P50(), r.Growth[0].Add.P50()))
+		}
+	}
+	if len(r.Exec) > 0 {
+		fmt.Fprintln(w, "\n## Per invocation")
+		fmt.Fprintln(w, "\n| plugin | VERSION exec p50 | ADD peak RSS | binary size |")
+		fmt.Fprintln(w, "|---|---|---|---|")
+		for _, e := range r.Exec {
+			fmt.Fprintf(w, "| %s | %s ms | %.1f MiB | %.1f MiB |\n", e.Plugin, ms(e.Version.P50()),
+				float64(e.AddMaxRSS)/1024, float64(e.BinarySize)/(1<<20))
+		}
+	}
+	if len(r.DataPlane) > 0 {
+		fmt.Fprintln(w, "\n## Data plane (64-byte frames; a reader/writer of the tap or macvtap fd stands in for the VMM)")
+		fmt.Fprintln(w, "\n| wiring | toward VM (frames/s) | ratio to bare veth | from VM (frames/s) | ratio to bare veth |")
+		fmt.Fprintln(w, "|---|---|---|---|---|")
+		for _, d := range r.DataPlane {
+			fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f | %.2f |\n", d.Wiring, d.InFPS, d.InRatio, d.OutFPS, d.OutRatio)
+		}
+	}
+	r.writeTargets(w)
+}
+
+func (r *Report) writeTargets(w io.Writer) {
+	fmt.Fprintln(w, "\n## Targets (reported, not asserted)")
+	fmt.Fprintln(w, "\n| target | this run | met |")
+	fmt.Fprintln(w, "|---|---|---|")
+	row := func(name, got string, ok bool) {
+		mark := "no"
+		if ok {
+			mark = "yes"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", name, got, mark)
+	}
+	if base, vm := r.latency("ref bridge+host-local + tap"), r.latency("vm-bridge tcfilter"); base != nil && vm != nil {
+		a := float64(vm.Add.P50()) / float64(base.Add.P50())
+		d := float64(vm.Del.P50()) / float64(base.Del.P50())
+		row("vm-bridge standalone ADD p50 ≤ 0.5 × ref+tap", fmt.Sprintf("%.2f", a), a <= 0.5)
+		row("vm-bridge standalone DEL p50 ≤ 0.5 × ref+tap", fmt.Sprintf("%.2f", d), d <= 0.5)
+	}
+	for _, s := range r.Scale {
+		if s.Concurrency == 200 {
+			row("200 concurrent ADDs: zero failures", fmt.Sprintf("%d failures", s.AddFails), s.AddFails == 0)
+		}
+	}
+	if n := len(r.Growth); n > 1 {
+		g := float64(r.Growth[n-1].Add.P50()) / float64(r.Growth[0].Add.P50())
+		row(fmt.Sprintf("ADD p50 with %d present ≤ 1.3 × empty", r.Growth[n-1].Present), fmt.Sprintf("%.2f", g), g <= 1.3)
+	}
+	for _, d := range r.DataPlane {
+		var in, out float64
+		switch d.Wiring {
+		case "tcfilter":
+			in, out = 0.95, 0.95
+		case "macvtap":
+			in, out = 1.0, 0.95
+		case "bridge":
+			in, out = 0.9, 0.9
+		default:
+			continue
+		}
+		row(fmt.Sprintf("%s in ≥ %.2f, out ≥ %.2f × bare veth", d.Wiring, in, out),
+			fmt.Sprintf("%.2f / %.2f", d.InRatio, d.OutRatio), d.InRatio >= in && d.OutRatio >= out)
+	}
+}
+
+// WriteSVG draws ADD and DEL p50 per scenario as horizontal bars.
+func (r *Report) WriteSVG(w io.Writer) {
+	const rowH, left, width = 26, 260, 420
+	var maxD time.Duration
+	for _, l := range r.Latency {
+		maxD = max(maxD, l.Add.P50(), l.Del.P50())
+	}
+	if maxD == 0 {
+		maxD = 1
+	}
+	h := len(r.Latency)*rowH*2 + 60
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", left+width+80, h)
+	fmt.Fprintf(&b, `<text x="10" y="18" font-weight="bold">ADD (blue) and DEL (orange) p50, ms — lower is better</text>`+"\n")
+	y := 34
+	for _, l := range r.Latency {
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`+"\n", y+14, l.Scenario.Name)
+		for i, d := range []time.Duration{l.Add.P50(), l.Del.P50()} {
+			color := []string{"#3b6fd1", "#e08a2c"}[i]
+			bw := int(float64(width) * float64(d) / float64(maxD))
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="%s"/>`+"\n", left, y+i*rowH/2+2, bw, rowH/2-2, color)
+			fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="10">%s</text>`+"\n", left+bw+4, y+i*rowH/2+11, ms(d))
+		}
+		y += rowH + 8
+	}
+	b.WriteString("</svg>\n")
+	_, _ = io.WriteString(w, b.String())
+}

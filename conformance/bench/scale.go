@@ -1,0 +1,119 @@
+package bench
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// ScaleResult is one concurrency level: N ADDs at once, then N DELs.
+type ScaleResult struct {
+	Concurrency       int
+	AddWall, DelWall  time.Duration
+	Add, Del          Sample
+	AddFails, DelFail int
+}
+
+// Scale runs, for each level, that many concurrent ADDs of vm-bridge
+// (tcfilter, standalone, one host bridge), then as many concurrent DELs.
+func (e *Env) Scale(ctx context.Context, levels []int) []ScaleResult {
+	cni := e.cni()
+	nets := []network{{list: e.conflist("bench-scale", e.vmBridge("tcfilter")), ifName: "eth0"}}
+	var out []ScaleResult
+	for _, n := range levels {
+		r := ScaleResult{Concurrency: n}
+		pods := make([]*pod, 0, n)
+		for i := 0; i < n; i++ {
+			p, err := newPod()
+			if err == nil {
+				pods = append(pods, p)
+			}
+		}
+		run := func(fn func(*pod) error) (time.Duration, Sample, int) {
+			var mu sync.Mutex // guards samples and fails
+			var samples Sample
+			fails := 0
+			var wg sync.WaitGroup
+			start := time.Now()
+			for _, p := range pods {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					t0 := time.Now()
+					err := fn(p)
+					d := time.Since(t0)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						fails++
+						e.Log("scale %d: %v", n, err)
+						return
+					}
+					samples = append(samples, d)
+				}()
+			}
+			wg.Wait()
+			return time.Since(start), samples, fails
+		}
+		r.AddWall, r.Add, r.AddFails = run(func(p *pod) error { return e.add(ctx, cni, p, nets) })
+		r.DelWall, r.Del, r.DelFail = run(func(p *pod) error { return e.del(ctx, cni, p, nets) })
+		r.AddFails += n - len(pods)
+		for _, p := range pods {
+			p.remove()
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// GrowthResult is ADD latency with Present attachments already on the host.
+type GrowthResult struct {
+	Present int
+	Add     Sample
+}
+
+// Growth measures ADD p50 (samples ADD+DEL pairs) with 0, 100, 500...
+// attachments already present.
+func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthResult {
+	cni := e.cni()
+	nets := []network{{list: e.conflist("bench-growth", e.vmBridge("tcfilter")), ifName: "eth0"}}
+	var background []*pod
+	defer func() {
+		for _, p := range background {
+			_ = e.del(ctx, cni, p, nets)
+			p.remove()
+		}
+	}()
+	var out []GrowthResult
+	for _, want := range present {
+		for len(background) < want {
+			p, err := newPod()
+			if err != nil {
+				break
+			}
+			if err := e.add(ctx, cni, p, nets); err != nil {
+				p.remove()
+				e.Log("growth: %v", err)
+				break
+			}
+			background = append(background, p)
+		}
+		r := GrowthResult{Present: len(background)}
+		for i := 0; i < samples; i++ {
+			p, err := newPod()
+			if err != nil {
+				continue
+			}
+			t0 := time.Now()
+			err = e.add(ctx, cni, p, nets)
+			d := time.Since(t0)
+			_ = e.del(ctx, cni, p, nets)
+			p.remove()
+			if err == nil {
+				r.Add = append(r.Add, d)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
