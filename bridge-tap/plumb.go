@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strconv"
-	"strings"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
@@ -103,10 +101,21 @@ func (a *addition) createTap(mtu int) (netlink.Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := link.SetGroup(tap, a.st.Group); err != nil {
+	if err := a.markDevice(tap); err != nil {
 		return nil, err
 	}
 	return tap, a.step("tap")
+}
+
+// markDevice puts a VM device in the attachment's link group (DEL deletes
+// the group in one batch) and gives it the vmcni alias carrying the guest
+// MAC and queues, for runtimes that scan the netns instead of reading the
+// result.
+func (a *addition) markDevice(l netlink.Link) error {
+	if err := link.SetGroup(l, a.st.Group); err != nil {
+		return err
+	}
+	return link.SetAlias(l, hint.DeviceAlias{GuestMAC: a.st.GuestMAC, Queues: a.conf.Queues}.String())
 }
 
 // inNetnsIfExists is inNetns for undo/DEL steps: a vanished netns took its
@@ -259,7 +268,7 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 			return err
 		}
 		ifindex = mvt.Attrs().Index
-		if err := link.SetGroup(mvt, a.st.Group); err != nil {
+		if err := a.markDevice(mvt); err != nil {
 			return err
 		}
 		if err := a.step("macvtap"); err != nil {
@@ -272,7 +281,7 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 	if err != nil {
 		return nil, err
 	}
-	major, minor, err := macvtapDevice(a.args.Netns, names.Macvtap)
+	major, minor, err := netns.MacvtapChardev(a.args.Netns, names.Macvtap)
 	if err != nil {
 		return nil, err
 	}
@@ -280,22 +289,4 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 		Name: names.Macvtap, Netns: a.args.Netns, Ifindex: ifindex, Major: major, Minor: minor,
 		Mode: conf.MacvtapMode, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
 	}, nil
-}
-
-// macvtapDevice reads the macvtap's char device numbers from the netns's
-// sysfs (/sys/class/net/<name>/macvtap/tap<ifindex>/dev).
-func macvtapDevice(nsPath, name string) (major, minor uint32, err error) {
-	files, err := netns.ReadSysfs(nsPath, name+"/macvtap/tap*/dev")
-	if err != nil {
-		return 0, 0, fmt.Errorf("read char device of macvtap %q: %w", name, err)
-	}
-	for _, data := range files {
-		maj, min, ok := strings.Cut(strings.TrimSpace(string(data)), ":")
-		ma, err1 := strconv.ParseUint(maj, 10, 32)
-		mi, err2 := strconv.ParseUint(min, 10, 32)
-		if ok && err1 == nil && err2 == nil {
-			return uint32(ma), uint32(mi), nil
-		}
-	}
-	return 0, 0, fmt.Errorf("macvtap %q has no char device in sysfs", name)
 }

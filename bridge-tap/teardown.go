@@ -92,13 +92,13 @@ func (t *teardown) run(ctx context.Context) error {
 			// One batch for the tap / bridge / macvtap (and, standalone, the
 			// pod veth with its host peer); then make sure by name, for
 			// records that predate groups or links that lost theirs.
-			errs := []error{link.DeleteGroup(t.st.Group)}
+			stepErrs := []error{link.DeleteGroup(t.st.Group)}
 			for _, name := range []string{names.Tap, names.Macvtap, names.NetnsBridge} {
 				if name != "" {
-					errs = append(errs, link.DeleteByName(name))
+					stepErrs = append(stepErrs, link.DeleteByName(name))
 				}
 			}
-			return errors.Join(errs...)
+			return errors.Join(stepErrs...)
 		}))
 		if t.st.Chained {
 			async(inPod(func() error {

@@ -36,8 +36,8 @@ func (e *Env) Exec(ctx context.Context) ([]ExecResult, error) {
 		r := ExecResult{Plugin: pl.name, BinarySize: st.Size()}
 		for i := 0; i < e.N; i++ {
 			t0 := time.Now()
-			if _, _, err := e.execPlugin(ctx, bin, []string{"CNI_COMMAND=VERSION"}, []byte(`{"cniVersion":"1.1.0"}`)); err != nil {
-				return nil, err
+			if _, _, verr := e.execPlugin(ctx, bin, []string{"CNI_COMMAND=VERSION"}, []byte(`{"cniVersion":"1.1.0"}`)); verr != nil {
+				return nil, verr
 			}
 			r.Version = append(r.Version, time.Since(t0))
 		}

@@ -21,7 +21,7 @@ func (s Sample) Quantile(q float64) time.Duration {
 	return sorted[idx]
 }
 
-// P50, P90 and P99 are the usual quantiles.
+// P50 is the median.
 func (s Sample) P50() time.Duration { return s.Quantile(0.50) }
 
 // P90 is the 90th percentile.

@@ -187,3 +187,11 @@ func SetAllMulticast(l netlink.Link) error {
 	}
 	return nil
 }
+
+// SetAlias sets l's alias (IFLA_IFALIAS, at most 255 bytes).
+func SetAlias(l netlink.Link, alias string) error {
+	if err := retry(func() error { return netlink.LinkSetAlias(l, alias) }); err != nil {
+		return fmt.Errorf("set alias of %q: %w", l.Attrs().Name, err)
+	}
+	return nil
+}

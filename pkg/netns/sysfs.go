@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -79,4 +81,24 @@ func openNS(path string) (int, error) {
 		return -1, fmt.Errorf("open netns %q: %w", path, err)
 	}
 	return fd, nil
+}
+
+// MacvtapChardev returns the major:minor of the char device of the macvtap
+// called name in the netns at path (/sys/class/net/<name>/macvtap/tap*/dev
+// as that netns sees it). /dev/tap<ifindex> may be missing or belong to
+// another netns's macvtap: open a private node made from these numbers.
+func MacvtapChardev(path, name string) (major, minor uint32, err error) {
+	files, err := ReadSysfs(path, name+"/macvtap/tap*/dev")
+	if err != nil {
+		return 0, 0, fmt.Errorf("read char device of macvtap %q: %w", name, err)
+	}
+	for _, data := range files {
+		maj, min, ok := strings.Cut(strings.TrimSpace(string(data)), ":")
+		ma, err1 := strconv.ParseUint(maj, 10, 32)
+		mi, err2 := strconv.ParseUint(min, 10, 32)
+		if ok && err1 == nil && err2 == nil {
+			return uint32(ma), uint32(mi), nil
+		}
+	}
+	return 0, 0, fmt.Errorf("macvtap %q has no char device in sysfs", name)
 }
