@@ -61,6 +61,9 @@ type Options struct {
 	// ProbeTCP (optional, host:port) makes the guest fetch
 	// http://host:port/ after boot and print VMCNI-PROBETCP-OK or -FAIL.
 	ProbeTCP string
+	// BeforeBoot (optional) runs after CNI ADD and planning, before QEMU
+	// starts: e.g. to start a vhost-user backend that must listen first.
+	BeforeBoot func(*Session) error
 	// BootTimeout (optional) bounds each boot attempt; defaults to 60s.
 	// A boot that times out is retried once.
 	BootTimeout time.Duration
@@ -159,6 +162,11 @@ func (s *Session) start(ctx context.Context) error {
 	}
 	if len(s.Plan.NICs) == 0 {
 		return errors.New("the CNI result describes no VM device (no vmcni pseudo-interface)")
+	}
+	if o.BeforeBoot != nil {
+		if err = o.BeforeBoot(s); err != nil {
+			return fmt.Errorf("before boot: %w", err)
+		}
 	}
 	fds, err := s.openDevices()
 	if err != nil {

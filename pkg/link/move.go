@@ -1,0 +1,52 @@
+package link
+
+import (
+	"fmt"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+// MoveToNetns moves l into the network namespace open at nsFd and names it
+// newName there, in one RTM_SETLINK request carrying IFLA_NET_NS_FD and
+// IFLA_IFNAME (what `ip link set dev X netns N name Y` sends). The kernel
+// does both under one RTNL hold, so no other process sees the device in the
+// target namespace under its old name, and a clash of the old name there is
+// resolved by using newName directly. The device arrives down. It acts from
+// the calling thread's namespace (l must be visible there).
+func MoveToNetns(l netlink.Link, nsFd int, newName string) error {
+	if err := ValidateName(newName); err != nil {
+		return err
+	}
+	err := retry(func() error {
+		req := nl.NewNetlinkRequest(unix.RTM_SETLINK, unix.NLM_F_ACK)
+		msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+		msg.Index = int32(l.Attrs().Index)
+		req.AddData(msg)
+		req.AddData(nl.NewRtAttr(unix.IFLA_NET_NS_FD, nl.Uint32Attr(uint32(nsFd))))
+		req.AddData(nl.NewRtAttr(unix.IFLA_IFNAME, nl.ZeroTerminated(newName)))
+		_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("move link %q to another netns as %q: %w", l.Attrs().Name, newName, err)
+	}
+	return nil
+}
+
+// SetDown brings a link administratively down.
+func SetDown(l netlink.Link) error {
+	if err := retry(func() error { return netlink.LinkSetDown(l) }); err != nil {
+		return fmt.Errorf("set %q down: %w", l.Attrs().Name, err)
+	}
+	return nil
+}
+
+// Rename renames a link (it must be down).
+func Rename(l netlink.Link, name string) error {
+	if err := retry(func() error { return netlink.LinkSetName(l, name) }); err != nil {
+		return fmt.Errorf("rename %q to %q: %w", l.Attrs().Name, name, err)
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+package sriov
+
+import (
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/pkg/logging"
+)
+
+// Modes: what the pod gets.
+const (
+	// ModeNetdev moves the VF's kernel netdev into the pod netns (containers).
+	ModeNetdev = "netdev"
+	// ModeVFIO binds the VF to vfio-pci for a VMM to pass through (VMs).
+	ModeVFIO = "vfio"
+)
+
+// VLAN protocols accepted by vlanProto.
+const (
+	VlanProto8021Q  = "802.1Q"
+	VlanProto8021AD = "802.1ad"
+)
+
+// DefaultBindTimeout bounds the wait for a driver (un)bind to show in sysfs.
+const DefaultBindTimeout = 10 * time.Second
+
+// NetConf is vm-sriov's network configuration. Key names follow
+// k8snetworkplumbingwg/sriov-cni where the two overlap.
+type NetConf struct {
+	types.PluginConf
+	logging.Config
+
+	// Mode (optional) is netdev or vfio. Defaults to netdev.
+	Mode string `json:"mode,omitempty"`
+	// DeviceID (optional) is the VF's PCI address (0000:3b:02.1). Defaults
+	// to runtimeConfig.deviceID, else the pci-address of the device-info
+	// file at runtimeConfig.CNIDeviceInfoFile when that file already exists.
+	DeviceID string `json:"deviceID,omitempty"`
+	// SysfsRoot (optional) is the directory holding sys/ and dev/. Defaults
+	// to "/". Tests point it at a simulated tree.
+	SysfsRoot string `json:"sysfsRoot,omitempty"`
+	// MAC (optional) is the VF's MAC (set on the PF as the VF's admin MAC,
+	// and on the netdev). Defaults to the VF's current MAC. Overridden by
+	// CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
+	MAC string `json:"mac,omitempty"`
+	// Vlan (optional) is the VF's VLAN, 0-4094; 0 is untagged. Defaults to 0.
+	Vlan *int `json:"vlan,omitempty"`
+	// VlanQoS (optional) is the 802.1p priority, 0-7. Defaults to 0.
+	VlanQoS *int `json:"vlanQoS,omitempty"`
+	// VlanProto (optional) is 802.1Q or 802.1ad. Defaults to 802.1Q.
+	VlanProto string `json:"vlanProto,omitempty"`
+	// Spoofchk (optional) is "on" or "off". Defaults to "on".
+	Spoofchk string `json:"spoofchk,omitempty"`
+	// Trust (optional) is "on" or "off". Defaults to "off".
+	Trust string `json:"trust,omitempty"`
+	// LinkState (optional) is auto, enable or disable. Defaults to leaving
+	// the VF's link state as it is.
+	LinkState string `json:"link_state,omitempty"`
+	// MinTxRate (optional) is the guaranteed rate in Mbps. Defaults to
+	// leaving the rates as they are; when either rate is set, the other one
+	// defaults to 0 (no limit).
+	MinTxRate *int `json:"min_tx_rate,omitempty"`
+	// MaxTxRate (optional) is the rate limit in Mbps; 0 is unlimited.
+	MaxTxRate *int `json:"max_tx_rate,omitempty"`
+	// MTU (optional): netdev mode sets it on the VF netdev; vfio mode reports
+	// it as the guest's MTU. Defaults to the VF netdev's MTU (netdev), or
+	// none (vfio).
+	MTU int `json:"mtu,omitempty"`
+	// StateDir (optional) holds attachment records, hint files, per-VF locks
+	// and allocations. It must be the same for every network sharing VFs.
+	// Defaults to /var/lib/cni/vmcni.
+	StateDir string `json:"stateDir,omitempty"`
+	// BindTimeout (optional) bounds each wait for a driver bind or unbind to
+	// show in sysfs, as a Go duration ("10s"). Defaults to 10s.
+	BindTimeout string `json:"bindTimeout,omitempty"`
+
+	// Args is the CNI "args" convention: args.cni.mac.
+	Args struct {
+		CNI struct {
+			MAC string `json:"mac,omitempty"`
+		} `json:"cni"`
+	} `json:"args"`
+	// RuntimeConfig carries capabilities: mac, deviceID, CNIDeviceInfoFile.
+	RuntimeConfig struct {
+		MAC            string `json:"mac,omitempty"`
+		DeviceID       string `json:"deviceID,omitempty"`
+		DeviceInfoFile string `json:"CNIDeviceInfoFile,omitempty"`
+	} `json:"runtimeConfig"`
+
+	// Raw is the config as received, prevResult removed (kept for GC).
+	Raw []byte `json:"-"`
+	// Prev is the parsed prevResult, if any (CHECK).
+	Prev *current.Result `json:"-"`
+	// bindTimeout is BindTimeout parsed by Validate.
+	bindTimeout time.Duration
+}
+
+// envArgs are the CNI_ARGS keys vm-sriov reads.
+type envArgs struct {
+	types.CommonArgs
+	MAC types.UnmarshallableString `json:"mac,omitempty"`
+}
+
+// ParseConfig decodes stdin, applies defaults and merges overrides in the
+// order CNI_ARGS < args < runtimeConfig (MAC), config < runtimeConfig
+// (deviceID). It has no side effects; call Validate next. The device-info
+// file fallback for deviceID is read later, at ADD (see resolveDeviceID).
+func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
+	conf := &NetConf{Mode: ModeNetdev, SysfsRoot: "/", VlanProto: VlanProto8021Q, Spoofchk: "on", Trust: "off"}
+	if err := json.Unmarshal(stdin, conf); err != nil {
+		return nil, cnierr.Decode("parse network config: %w", err)
+	}
+	if conf.StateDir == "" {
+		conf.StateDir = hint.DefaultStateDir
+	}
+	if conf.SysfsRoot == "" {
+		conf.SysfsRoot = "/"
+	}
+	if conf.Vlan == nil {
+		conf.Vlan = new(int)
+	}
+	if conf.VlanQoS == nil {
+		conf.VlanQoS = new(int)
+	}
+	if cniArgs != "" {
+		var env envArgs
+		if err := types.LoadArgs(cniArgs, &env); err != nil {
+			return nil, cnierr.Env("parse CNI_ARGS: %w", err)
+		}
+		if env.MAC != "" {
+			conf.MAC = string(env.MAC)
+		}
+	}
+	if conf.Args.CNI.MAC != "" {
+		conf.MAC = conf.Args.CNI.MAC
+	}
+	if conf.RuntimeConfig.MAC != "" {
+		conf.MAC = conf.RuntimeConfig.MAC
+	}
+	if conf.RuntimeConfig.DeviceID != "" {
+		conf.DeviceID = conf.RuntimeConfig.DeviceID
+	}
+	conf.DeviceID = strings.ToLower(strings.TrimSpace(conf.DeviceID))
+	if conf.RawPrevResult != nil {
+		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
+			return nil, cnierr.Decode("parse prevResult: %w", err)
+		}
+		prev, err := current.NewResultFromResult(conf.PrevResult)
+		if err != nil {
+			return nil, cnierr.Decode("convert prevResult: %w", err)
+		}
+		conf.Prev = prev
+	}
+	raw := map[string]any{}
+	if err := json.Unmarshal(stdin, &raw); err != nil {
+		return nil, cnierr.Decode("parse network config: %w", err)
+	}
+	delete(raw, "prevResult")
+	conf.Raw, _ = json.Marshal(raw)
+	return conf, nil
+}
+
+// pciAddressPattern is a full PCI address: domain:bus:device.function.
+var pciAddressPattern = regexp.MustCompile(`^[0-9a-f]{4,8}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$`)
+
+// ValidPCIAddress reports whether addr is a full, lower-case PCI address.
+func ValidPCIAddress(addr string) bool { return pciAddressPattern.MatchString(addr) }
+
+func onOff(key, v string) error {
+	if v != "on" && v != "off" {
+		return cnierr.Config("%s %q is not \"on\" or \"off\"", key, v)
+	}
+	return nil
+}
+
+// Validate checks every field without touching sysfs or netlink. An empty
+// deviceID is allowed (ADD may find it in the device-info file).
+func (c *NetConf) Validate() error {
+	if c.Name == "" {
+		return cnierr.Config("name is required")
+	}
+	if c.Mode != ModeNetdev && c.Mode != ModeVFIO {
+		return cnierr.Config("mode %q is not one of %s, %s", c.Mode, ModeNetdev, ModeVFIO)
+	}
+	if c.DeviceID != "" && !ValidPCIAddress(c.DeviceID) {
+		return cnierr.Config("deviceID %q is not a PCI address like 0000:3b:02.1", c.DeviceID)
+	}
+	if !filepath.IsAbs(c.SysfsRoot) {
+		return cnierr.Config("sysfsRoot %q must be an absolute path", c.SysfsRoot)
+	}
+	if _, err := c.guestMAC(); err != nil {
+		return err
+	}
+	if err := c.validateVF(); err != nil {
+		return err
+	}
+	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
+		return cnierr.Config("mtu %d is outside 68-65535", c.MTU)
+	}
+	if !filepath.IsAbs(c.StateDir) {
+		return cnierr.Config("stateDir %q must be an absolute path", c.StateDir)
+	}
+	c.bindTimeout = DefaultBindTimeout
+	if c.BindTimeout != "" {
+		d, err := time.ParseDuration(c.BindTimeout)
+		if err != nil || d <= 0 {
+			return cnierr.Config("bindTimeout %q is not a positive duration", c.BindTimeout)
+		}
+		c.bindTimeout = d
+	}
+	if c.RuntimeConfig.DeviceInfoFile != "" && !filepath.IsAbs(c.RuntimeConfig.DeviceInfoFile) {
+		return cnierr.Config("runtimeConfig.CNIDeviceInfoFile %q must be an absolute path", c.RuntimeConfig.DeviceInfoFile)
+	}
+	if err := c.Config.Validate(); err != nil {
+		return cnierr.Config("%w", err)
+	}
+	return nil
+}
+
+// validateVF checks the PF-side VF settings.
+func (c *NetConf) validateVF() error {
+	vlan, qos := *c.Vlan, *c.VlanQoS
+	if vlan < 0 || vlan > 4094 {
+		return cnierr.Config("vlan %d is outside 0-4094", vlan)
+	}
+	if qos < 0 || qos > 7 {
+		return cnierr.Config("vlanQoS %d is outside 0-7", qos)
+	}
+	if _, err := vlanProtoNumber(c.VlanProto); err != nil {
+		return err
+	}
+	if vlan == 0 && (qos != 0 || !strings.EqualFold(c.VlanProto, VlanProto8021Q)) {
+		return cnierr.Config("vlanQoS and vlanProto %q need a non-zero vlan", c.VlanProto)
+	}
+	if err := onOff("spoofchk", c.Spoofchk); err != nil {
+		return err
+	}
+	if err := onOff("trust", c.Trust); err != nil {
+		return err
+	}
+	if c.LinkState != "" {
+		if _, ok := linkStates[c.LinkState]; !ok {
+			return cnierr.Config("link_state %q is not one of auto, enable, disable", c.LinkState)
+		}
+	}
+	minRate, maxRate := c.rates()
+	if minRate < 0 || maxRate < 0 {
+		return cnierr.Config("min_tx_rate %d and max_tx_rate %d must not be negative", minRate, maxRate)
+	}
+	if maxRate != 0 && minRate > maxRate {
+		return cnierr.Config("min_tx_rate %d is above max_tx_rate %d", minRate, maxRate)
+	}
+	return nil
+}
+
+// vlanProtoNumber maps vlanProto to its ethertype.
+func vlanProtoNumber(p string) (uint16, error) {
+	switch strings.ToLower(p) {
+	case "802.1q":
+		return 0x8100, nil
+	case "802.1ad":
+		return 0x88a8, nil
+	}
+	return 0, cnierr.Config("vlanProto %q is not %s or %s", p, VlanProto8021Q, VlanProto8021AD)
+}
+
+// rates returns the configured min and max tx rates (0 when unset).
+func (c *NetConf) rates() (minRate, maxRate int) {
+	if c.MinTxRate != nil {
+		minRate = *c.MinTxRate
+	}
+	if c.MaxTxRate != nil {
+		maxRate = *c.MaxTxRate
+	}
+	return minRate, maxRate
+}
+
+// guestMAC parses the configured MAC; nil when none is configured.
+func (c *NetConf) guestMAC() (net.HardwareAddr, error) {
+	if c.MAC == "" {
+		return nil, nil
+	}
+	mac, err := net.ParseMAC(c.MAC)
+	if err != nil || len(mac) != 6 {
+		return nil, cnierr.Config("mac %q is not an Ethernet MAC address", c.MAC)
+	}
+	if mac[0]&1 == 1 {
+		return nil, cnierr.Config("mac %q is a multicast address", c.MAC)
+	}
+	if mac.String() == "00:00:00:00:00:00" {
+		return nil, cnierr.Config("mac %q is the zero address", c.MAC)
+	}
+	return mac, nil
+}
+
+// validateArgs checks the CNI_* values used as names.
+func validateArgs(containerID, ifName string) error {
+	if err := hint.ValidateKey(containerID, ifName); err != nil {
+		return cnierr.Env("%w", err)
+	}
+	if err := link.ValidateName(ifName); err != nil {
+		return cnierr.Env("CNI_IFNAME: %w", err)
+	}
+	return nil
+}

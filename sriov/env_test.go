@@ -1,0 +1,247 @@
+package sriov_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/sriov"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+var nsDo = netns.Do
+
+var errInjected = errors.New("injected fault")
+
+// testEnv is one test's private world: a dedicated "host" netns (so that
+// snapshots taken by other test runs of the real host netns never see our
+// links), a simulated PCI tree with its kernel, a state dir and a
+// host-local data dir. Every plugin run, in-process or through libcni,
+// happens on a thread inside the test's host netns.
+type testEnv struct {
+	t        *testing.T
+	bin      string
+	host     *testutil.NS
+	k        *simKernel
+	stateDir string
+	ipamDir  string
+	subnet   string
+}
+
+var subnetSeq = make(chan int, 1)
+
+func init() { subnetSeq <- 10 }
+
+func nextSubnet() string {
+	n := <-subnetSeq
+	subnetSeq <- n + 1
+	return fmt.Sprintf("10.%d.%d.0/24", 150+n/250, n%250)
+}
+
+func newEnv(t *testing.T, vfs int, sharedGroup bool) *testEnv {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	dir := t.TempDir()
+	e := &testEnv{
+		t: t, bin: testutil.Binaries(t), host: testutil.NewNS(t),
+		stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"), subnet: nextSubnet(),
+	}
+	e.k = newSim(t, e.host.Path, vfs, sharedGroup)
+	return e
+}
+
+func (e *testEnv) dirs() []string { return []string{e.stateDir, e.ipamDir} }
+
+// inHost runs fn on a thread inside the test's host netns; processes it
+// starts (libcni forks from the calling thread) inherit that netns.
+func (e *testEnv) inHost(fn func() error) error { return nsDo(e.host.Path, fn) }
+
+// snapshot is the test host netns's links, addresses, routes and the
+// state and IPAM files.
+func (e *testEnv) snapshot() testutil.Snapshot {
+	var s testutil.Snapshot
+	if err := e.inHost(func() error { s = testutil.TakeSnapshot(e.t, e.dirs()); return nil }); err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+func (e *testEnv) assertSnapshot(before testutil.Snapshot) {
+	e.t.Helper()
+	if err := e.inHost(func() error { testutil.AssertSameHost(e.t, before, e.dirs()); return nil }); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *testEnv) ipam() map[string]any {
+	return map[string]any{
+		"type": "host-local", "dataDir": e.ipamDir, "ranges": [][]map[string]string{{{"subnet": e.subnet}}},
+		"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+	}
+}
+
+// conf is a vm-sriov plugin config for VF vf.
+func (e *testEnv) conf(mode string, vf int, extra map[string]any) map[string]any {
+	c := map[string]any{
+		"type": "vm-sriov", "mode": mode, "deviceID": vfAddr(vf), "sysfsRoot": e.k.root,
+		"stateDir": e.stateDir, "bindTimeout": "3s", "ipam": e.ipam(),
+	}
+	for k, v := range extra {
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+	}
+	return c
+}
+
+// allKnobs sets every PF-side setting away from its default.
+func allKnobs(extra map[string]any) map[string]any {
+	c := map[string]any{
+		"mac": "02:11:22:33:44:55", "vlan": 100, "vlanQoS": 3, "vlanProto": "802.1ad",
+		"spoofchk": "off", "trust": "on", "link_state": "enable", "min_tx_rate": 100, "max_tx_rate": 1000,
+	}
+	for k, v := range extra {
+		c[k] = v
+	}
+	return c
+}
+
+// cni drives the built vm-sriov binary through libcni.
+type cni struct {
+	e *testEnv
+	c *testutil.CNI
+}
+
+func (e *testEnv) cni(plugin map[string]any) *cni {
+	data, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "vmct-sriov", "plugins": []any{plugin}})
+	return &cni{e: e, c: testutil.NewCNI(e.t, e.bin, data)}
+}
+
+func (c *cni) add(rt *libcni.RuntimeConf) (res *current.Result, err error) {
+	if herr := c.e.inHost(func() error { res, err = c.c.Add(rt); return nil }); herr != nil {
+		return nil, herr
+	}
+	return res, err
+}
+
+func (c *cni) run(fn func() error) error {
+	var err error
+	if herr := c.e.inHost(func() error { err = fn(); return nil }); herr != nil {
+		return herr
+	}
+	return err
+}
+
+func (c *cni) check(rt *libcni.RuntimeConf) error {
+	return c.run(func() error { return c.c.Check(rt) })
+}
+func (c *cni) del(rt *libcni.RuntimeConf) error { return c.run(func() error { return c.c.Del(rt) }) }
+func (c *cni) status() error                    { return c.run(c.c.Status) }
+func (c *cni) gc(valid ...*libcni.RuntimeConf) error {
+	return c.run(func() error { return c.c.GC(valid...) })
+}
+
+// inProcess runs vm-sriov's commands in the test process (for fault
+// injection), on a thread in the test's host netns.
+type inProcess struct {
+	e    *testEnv
+	conf map[string]any
+}
+
+func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *skel.CmdArgs {
+	c := map[string]any{"cniVersion": "1.1.0", "name": "vmct-sriov"}
+	for k, v := range ip.conf {
+		c[k] = v
+	}
+	for k, v := range extra {
+		c[k] = v
+	}
+	data, _ := json.Marshal(c)
+	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "net1", StdinData: data}
+}
+
+func (ip *inProcess) add(containerID, nsPath string, opts ...sriov.Option) error {
+	opts = append(opts, sriov.WithStdout(io.Discard))
+	return ip.e.inHost(func() error { return sriov.New(opts...).Add(ip.args(containerID, nsPath, nil)) })
+}
+
+func (ip *inProcess) del(containerID, nsPath string) error {
+	return ip.e.inHost(func() error { return sriov.New().Del(ip.args(containerID, nsPath, nil)) })
+}
+
+func (ip *inProcess) gc() error {
+	return ip.e.inHost(func() error {
+		return sriov.New().GC(ip.args("gc", "", map[string]any{"cni.dev/valid-attachments": []any{}}))
+	})
+}
+
+// failAt returns a step hook failing at step.
+func failAt(step string) func(string) error {
+	return func(s string) error {
+		if s == step {
+			return errInjected
+		}
+		return nil
+	}
+}
+
+func assertCode(t *testing.T, err error, code uint) {
+	t.Helper()
+	var cniErr *types.Error
+	if !errors.As(err, &cniErr) {
+		t.Fatalf("want CNI error code %d, got %v", code, err)
+	}
+	if cniErr.Code != code {
+		t.Fatalf("want code %d, got %d (%s)", code, cniErr.Code, cniErr.Msg)
+	}
+}
+
+// netnsSnapshot is a pod netns's links and addresses.
+func netnsSnapshot(t *testing.T, nsPath string) testutil.Snapshot {
+	var s testutil.Snapshot
+	if err := nsDo(nsPath, func() error { s = testutil.TakeSnapshot(t, nil); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func assertSameNetns(t *testing.T, nsPath string, before testutil.Snapshot) {
+	t.Helper()
+	if err := nsDo(nsPath, func() error { testutil.AssertSameHost(t, before, nil); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// files lists the regular files under dir (lock files excluded).
+func files(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	_ = filepath.Walk(dir, func(p string, info os.FileInfo, err error) error {
+		if err == nil && !info.IsDir() && info.Name() != "lock" {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
+}
+
+func jsonEqual(a, b any) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return bytes.Equal(ja, jb)
+}

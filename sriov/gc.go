@@ -1,0 +1,89 @@
+package sriov
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/store"
+)
+
+// validAttachments reads cni.dev/valid-attachments, or the older
+// cni.dev/attachments key when the first is absent.
+func validAttachments(stdin []byte) (map[types.GCAttachment]bool, error) {
+	var keys struct {
+		Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
+		Older []types.GCAttachment `json:"cni.dev/attachments"`
+	}
+	if err := json.Unmarshal(stdin, &keys); err != nil {
+		return nil, cnierr.Decode("parse GC attachments: %w", err)
+	}
+	list := keys.Valid
+	if list == nil {
+		list = keys.Older
+	}
+	valid := make(map[types.GCAttachment]bool, len(list))
+	for _, a := range list {
+		valid[a] = true
+	}
+	return valid, nil
+}
+
+// GC implements CNI GC: every vm-sriov attachment of this network that is
+// not in the valid list is deleted as DEL would (VF restored when the
+// attachment still owns it), then GC is forwarded to the IPAM plugin.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	conf, err := ParseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err = conf.Validate(); err != nil {
+		return err
+	}
+	valid, err := validAttachments(args.StdinData)
+	if err != nil {
+		return err
+	}
+	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "GC", "network", conf.Name)
+	defer closeLog()
+
+	st := store.New(conf.StateDir)
+	records, err := st.List(conf.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, rec := range records {
+		if rec.Plugin != PluginName || valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.IfName}] {
+			continue
+		}
+		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
+		errs = append(errs, collect(st, rec, log))
+	}
+	if conf.IPAM.Type != "" {
+		errs = append(errs, ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}.GC(context.Background()))
+	}
+	return errors.Join(errs...)
+}
+
+// collect deletes one stale attachment under its lock, re-reading the
+// record there (a DEL may have run meanwhile).
+func collect(st *store.Store, rec *store.Record, log *slog.Logger) error {
+	lock, err := st.Lock(rec.ContainerID, rec.IfName)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock(true)
+	fresh, err := st.Get(rec.ContainerID, rec.IfName)
+	if err != nil || fresh == nil {
+		return err
+	}
+	return teardownRecord(fresh, log.With("container", rec.ContainerID, "ifname", rec.IfName))
+}

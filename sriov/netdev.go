@@ -1,0 +1,177 @@
+package sriov
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+	vnetns "github.com/vishvananda/netns"
+
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/pkg/netns"
+)
+
+// netdev applies the PF-side settings, moves the VF netdev into the pod
+// netns as CNI_IFNAME, sets MAC and MTU, and configures IPAM's addresses.
+func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (*current.Result, error) {
+	conf, args, st := a.conf, a.args, a.st
+	// Restoring the host netdev's MAC must come after the PF-side admin MAC
+	// is restored (an untrusted VF may not change its MAC while the PF
+	// imposes one), so this state-based step is pushed before the knobs
+	// and runs after their undo steps.
+	a.undo.Push("restore netdev mac", func() error { return restoreHostMAC(st.Netdev, st.NetdevMAC) })
+	if err := a.applyVF(mac); err != nil {
+		return nil, err
+	}
+
+	podNS, err := netns.Open(args.Netns)
+	if err != nil {
+		return nil, cnierr.Env("CNI_NETNS: %w", err)
+	}
+	defer podNS.Close()
+	l, err := link.ByName(st.Netdev)
+	if err != nil {
+		return nil, err
+	}
+	if err = link.MoveToNetns(l, int(podNS.Fd()), args.IfName); err != nil {
+		return nil, fmt.Errorf("move VF %q netdev into netns %q: %w", st.PCI, args.Netns, err)
+	}
+	a.undo.Push("return netdev", func() error { return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU) })
+	if err = a.step("netdev-move"); err != nil {
+		return nil, err
+	}
+
+	iface := &current.Interface{Name: args.IfName, Sandbox: args.Netns, PciID: st.PCI}
+	err = netns.Do(args.Netns, func() error { return configurePodNetdev(iface, mac, conf.MTU) })
+	if err != nil {
+		return nil, err
+	}
+	st.GuestMAC = iface.Mac
+	if err = a.step("netdev-config"); err != nil {
+		return nil, err
+	}
+
+	res := &current.Result{CNIVersion: current.ImplementedSpecVersion, Interfaces: []*current.Interface{iface}}
+	ipamRes, err := a.allocate(ctx)
+	if err != nil || ipamRes == nil {
+		return res, err
+	}
+	res.IPs, res.Routes, res.DNS = ipamRes.IPs, ipamRes.Routes, ipamRes.DNS
+	for _, ip := range res.IPs {
+		ip.Interface = current.Int(0)
+	}
+	if err = netns.Do(args.Netns, func() error { return ipam.ConfigureIface(args.IfName, res) }); err != nil {
+		return nil, err
+	}
+	return res, a.step("addresses")
+}
+
+// configurePodNetdev sets the MAC (when given) and MTU (when non-zero) of
+// iface (in the calling thread's netns), brings it up, and records its MAC
+// and MTU in iface.
+func configurePodNetdev(iface *current.Interface, mac net.HardwareAddr, mtu int) error {
+	pod, err := link.ByName(iface.Name)
+	if err != nil {
+		return err
+	}
+	if mac != nil && pod.Attrs().HardwareAddr.String() != mac.String() {
+		if err = link.SetMAC(pod, mac); err != nil {
+			return err
+		}
+	}
+	if mtu != 0 && pod.Attrs().MTU != mtu {
+		if err = link.SetMTU(pod, mtu); err != nil {
+			return err
+		}
+	}
+	if err = link.SetUp(pod); err != nil {
+		return err
+	}
+	if pod, err = link.ByName(iface.Name); err != nil {
+		return err
+	}
+	iface.Mac, iface.Mtu = pod.Attrs().HardwareAddr.String(), pod.Attrs().MTU
+	return nil
+}
+
+// returnNetdev moves CNI_IFNAME from the pod netns back to the calling
+// thread's netns under its original name, with its original MTU. A missing
+// link is success; a missing netns gives netns.ErrGone.
+func returnNetdev(nsPath, ifName, hostName string, mtu int) error {
+	host, err := vnetns.Get()
+	if err != nil {
+		return fmt.Errorf("open host netns: %w", err)
+	}
+	defer host.Close()
+	return netns.Do(nsPath, func() error {
+		l, err := link.ByName(ifName)
+		if link.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := link.SetDown(l); err != nil {
+			return err
+		}
+		if mtu != 0 && l.Attrs().MTU != mtu {
+			if err := link.SetMTU(l, mtu); err != nil {
+				return err
+			}
+		}
+		return link.MoveToNetns(l, int(host), hostName)
+	})
+}
+
+// reclaimNetdev renames the VF's netdev back to hostName when it is in the
+// host netns under another name: the kernel returns a physical netdev to
+// the init netns when its netns is destroyed, keeping the pod's name (or
+// dev%d on a clash).
+func reclaimNetdev(hw pci, addr, hostName string) error {
+	names, err := hw.Netdevs(addr)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		if n == hostName {
+			continue
+		}
+		l, err := link.ByName(n)
+		if link.IsNotFound(err) {
+			continue
+		}
+		if err == nil {
+			err = link.SetDown(l)
+		}
+		if err == nil {
+			err = link.Rename(l, hostName)
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// restoreHostMAC sets the host netdev name's MAC back to mac; a missing
+// link is success.
+func restoreHostMAC(name, mac string) error {
+	want, err := net.ParseMAC(mac)
+	if name == "" || err != nil {
+		return nil
+	}
+	l, err := link.ByName(name)
+	if link.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.Attrs().HardwareAddr.String() == want.String() {
+		return nil
+	}
+	return link.SetMAC(l, want)
+}

@@ -1,0 +1,106 @@
+package vhostuser
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/store"
+)
+
+// Del implements CNI DEL: idempotent and best effort. Without a record it
+// removes what the names derived from (containerID, ifname) point at.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	conf, err := ParseConfig(args.StdinData)
+	if err != nil {
+		return err
+	}
+	if err = conf.Validate(); err != nil {
+		return err
+	}
+	paths, err := PathsFor(conf.SocketDir, args.ContainerID, args.IfName)
+	if err != nil {
+		return err
+	}
+	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "DEL",
+		"container", args.ContainerID, "ifname", args.IfName)
+	defer closeLog()
+	st := store.New(conf.StateDir)
+	lock, err := st.Lock(args.ContainerID, args.IfName)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock(true)
+
+	s := &state{Paths: paths, DeviceInfoFile: conf.RuntimeConfig.DeviceInfoFile}
+	if conf.Backend == BackendOVSDPDK {
+		s.Port = portName(args.ContainerID, args.IfName)
+	}
+	if rec, gerr := st.Get(args.ContainerID, args.IfName); gerr == nil && rec != nil {
+		if recorded, serr := stateOf(rec); serr == nil {
+			s = recorded
+		}
+	}
+	t := &teardown{conf: conf, st: s, sw: p.newSwitch(conf), store: st, log: log,
+		key: ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args}}
+	return t.run(context.Background())
+}
+
+// teardown removes one attachment, best effort, joining the errors.
+type teardown struct {
+	conf  *NetConf
+	st    *state
+	sw    Switch
+	store *store.Store
+	log   *slog.Logger
+	key   ipam.Attachment
+}
+
+func (t *teardown) run(ctx context.Context) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			t.log.Warn("DEL step failed", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
+	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
+	if t.st.Port != "" {
+		add(t.sw.DelPort(ctx, t.st.Port))
+	}
+	if t.st.Dir != "" {
+		add(os.RemoveAll(t.st.Dir))
+	}
+	if t.conf.IPAM.Type != "" {
+		add(ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, t.key))
+	}
+	if len(errs) == 0 {
+		add(t.store.Delete(t.key.ContainerID, t.key.IfName))
+	}
+	return errors.Join(errs...)
+}
+
+// teardownRecord deletes a recorded attachment (GC, interrupted ADD).
+func (p *Plugin) teardownRecord(rec *store.Record, log *slog.Logger) error {
+	conf, err := ParseConfig(rec.Config)
+	if err != nil {
+		return err
+	}
+	if err = conf.Validate(); err != nil {
+		return err
+	}
+	st, err := stateOf(rec)
+	if err != nil {
+		return err
+	}
+	t := &teardown{conf: conf, st: st, sw: p.newSwitch(conf), store: store.New(conf.StateDir), log: log,
+		key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args}}
+	return t.run(context.Background())
+}

@@ -1,0 +1,98 @@
+package vpp
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/vpp/vppapi"
+)
+
+// Check implements CNI CHECK: the record is complete, the hint exists and
+// prevResult carries it; in VPP the tagged interface exists, is admin up,
+// has the MTU and (l2) is a member of the bridge domain; IPAM CHECK passes.
+// Addresses on the VPP interface (l3) are not re-read.
+func (p *Plugin) Check(args *skel.CmdArgs) error {
+	conf, err := ParseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err = conf.Validate(); err != nil {
+		return err
+	}
+	if conf.PrevResult == nil {
+		return cnierr.Config("CHECK needs prevResult")
+	}
+	prev, err := current.NewResultFromResult(conf.PrevResult)
+	if err != nil {
+		return cnierr.Decode("convert prevResult: %w", err)
+	}
+	rec, err := store.New(conf.StateDir).Get(args.ContainerID, args.IfName)
+	if err != nil {
+		return err
+	}
+	if rec == nil || !rec.Complete {
+		return fmt.Errorf("attachment %s has no complete record", attachmentName(args.ContainerID, args.IfName))
+	}
+	st, err := stateOf(rec)
+	if err != nil {
+		return err
+	}
+	h, err := hint.Read(conf.StateDir, args.ContainerID, args.IfName)
+	if err != nil {
+		return fmt.Errorf("hint: %w", err)
+	}
+	if err = hint.CheckResult(prev, h); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	client, err := p.dial(ctx, conf)
+	if err != nil {
+		return addError(err)
+	}
+	defer client.Close()
+	if err = checkVPP(client, st, h); err != nil {
+		return err
+	}
+	if st.IPAM != "" {
+		a := ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args}
+		return ipamDelegate(conf, args.StdinData).Check(ctx, a)
+	}
+	return nil
+}
+
+func checkVPP(c *vppapi.Client, st *state, h *hint.Hint) error {
+	ifs, err := c.Interfaces()
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ifs, func(i vppapi.Interface) bool { return i.Tag == st.Tag })
+	if i < 0 {
+		return fmt.Errorf("VPP has no interface tagged %q", st.Tag)
+	}
+	iface := ifs[i]
+	if !iface.AdminUp {
+		return fmt.Errorf("VPP interface %q is admin down", iface.Name)
+	}
+	if h.Guest.MTU != 0 && iface.MTU != uint32(h.Guest.MTU) {
+		return fmt.Errorf("VPP interface %q has MTU %d, want %d", iface.Name, iface.MTU, h.Guest.MTU)
+	}
+	if st.Network != NetworkL2 {
+		return nil
+	}
+	bd, err := c.BridgeDomain(st.BridgeDomain)
+	if err != nil {
+		return err
+	}
+	if bd == nil || !slices.Contains(bd.Members, iface.Index) {
+		return fmt.Errorf("VPP interface %q is not in bridge domain %d", iface.Name, st.BridgeDomain)
+	}
+	return nil
+}

@@ -1,0 +1,119 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/vpp/vppapi"
+)
+
+// GC implements CNI GC. It deletes, as DEL would, every vm-vpp attachment
+// record of this network not in the valid list; then it dumps VPP's
+// interfaces and deletes those tagged for this network whose attachment is
+// neither valid nor recorded (leftovers of lost records). Untagged
+// interfaces and other networks' never match. Finally GC is forwarded to
+// the IPAM plugin.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	conf, err := ParseConfig(args.StdinData, args.Args)
+	if err != nil {
+		return err
+	}
+	if err = conf.Validate(); err != nil {
+		return err
+	}
+	valid, err := plugin.ValidAttachments(args.StdinData)
+	if err != nil {
+		return err
+	}
+	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "GC", "network", conf.Name)
+	defer closeLog()
+
+	ctx := context.Background()
+	client, err := p.dialForCleanup(ctx, conf, log)
+	if err != nil {
+		return err
+	}
+	if client != nil {
+		defer client.Close()
+	}
+	st := store.New(conf.StateDir)
+	records, err := st.List(conf.Name)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, rec := range records {
+		if rec.Plugin != PluginName || valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.IfName}] {
+			continue
+		}
+		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
+		errs = append(errs, p.collect(ctx, st, client, rec, log))
+	}
+	if client != nil {
+		errs = append(errs, sweep(client, conf, st, valid, log))
+	}
+	if conf.IPAM.Type != "" {
+		errs = append(errs, ipamDelegate(conf, args.StdinData).GC(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// collect deletes one stale attachment under its lock.
+func (p *Plugin) collect(ctx context.Context, st *store.Store, client *vppapi.Client, rec *store.Record, log *slog.Logger) error {
+	lock, err := st.Lock(rec.ContainerID, rec.IfName)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock(true)
+	return p.teardownRecord(ctx, client, rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
+}
+
+// sweep deletes the VPP interfaces tagged for conf's network whose
+// attachment is neither valid nor recorded. Records are listed after the
+// dump: an ADD writes its record before it creates its interface, so an ADD
+// in progress is never swept.
+func sweep(c *vppapi.Client, conf *NetConf, st *store.Store, valid map[types.GCAttachment]bool, log *slog.Logger) error {
+	ifs, err := c.Interfaces()
+	if err != nil {
+		return err
+	}
+	records, err := st.List(conf.Name)
+	if err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for a := range valid {
+		keep[attachmentHash(a.ContainerID, a.IfName)] = true
+	}
+	for _, rec := range records {
+		keep[attachmentHash(rec.ContainerID, rec.IfName)] = true
+	}
+	net := networkHash(conf.Name)
+	var errs []error
+	memifs := map[uint32]bool{}
+	for _, i := range ifs {
+		t, ok := parseTag(i.Tag)
+		if !ok || t.network != net || keep[t.attachment] {
+			continue
+		}
+		if interfaceKind(i, conf.Interface) == InterfaceMemif {
+			memifs[i.Index] = true
+			continue
+		}
+		log.Info("deleting stale VPP vhost-user interface", "sw_if_index", i.Index, "tag", i.Tag)
+		if err := c.DeleteVhostUser(i.Index); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(memifs) > 0 {
+		errs = append(errs, removeMemifs(c, memifs, "", log))
+	}
+	return errors.Join(errs...)
+}

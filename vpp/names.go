@@ -1,0 +1,110 @@
+package vpp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/hint"
+)
+
+// sunPathMax is the longest socket path a sockaddr_un holds (108 bytes
+// with the terminating NUL).
+const sunPathMax = 107
+
+// Socket file names inside the per-attachment directory. They are short so
+// that a 64-character container ID and a 15-byte ifname still fit sun_path
+// under the default socketDir.
+const (
+	vhostSocketName = "vhu.sock"
+	memifSocketName = "memif.sock"
+)
+
+// TagPrefix starts every VPP interface tag vm-vpp writes.
+const TagPrefix = "vmcni/"
+
+func hashHex(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// networkHash identifies a network in tags.
+func networkHash(network string) string { return hashHex("network", network)[:8] }
+
+// attachmentHash identifies (containerID, ifName) in tags.
+func attachmentHash(containerID, ifName string) string {
+	return hashHex("attachment", containerID, ifName)[:24]
+}
+
+// Tag is the tag of the VPP interface of an attachment:
+//
+//	vmcni/<network: 8 hex>/<containerID+ifname: 24 hex>/<ifname>
+//
+// The hex parts are prefixes of SHA-256 digests (a 64-character container
+// ID does not fit VPP's 63 usable bytes); the ifname is there for humans.
+// At most 6+8+1+24+1+15 = 55 bytes. DEL recomputes it; GC parses it.
+func Tag(network, containerID, ifName string) string {
+	return TagPrefix + networkHash(network) + "/" + attachmentHash(containerID, ifName) + "/" + ifName
+}
+
+// parsedTag is a vm-vpp tag split into its parts.
+type parsedTag struct {
+	network, attachment string
+}
+
+// parseTag returns the parts of a vm-vpp tag; ok is false for any other tag.
+func parseTag(tag string) (parsedTag, bool) {
+	rest, found := strings.CutPrefix(tag, TagPrefix)
+	if !found {
+		return parsedTag{}, false
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) != 3 || len(parts[0]) != 8 || len(parts[1]) != 24 {
+		return parsedTag{}, false
+	}
+	return parsedTag{network: parts[0], attachment: parts[1]}, true
+}
+
+// paths are the files of one attachment's socket.
+type paths struct {
+	// Dir is <socketDir>/<containerID>/<ifName>, the per-attachment dir.
+	Dir string
+	// Socket is the vhost-user or memif socket inside Dir.
+	Socket string
+}
+
+// socketPaths computes and checks the socket paths of an attachment: the
+// socket must fit sun_path and stay inside socketDir. Errors are code 7
+// and come before any side effect.
+func socketPaths(conf *NetConf, containerID, ifName string) (paths, error) {
+	if err := hint.ValidateKey(containerID, ifName); err != nil {
+		return paths{}, cnierr.Config("socket directory name: %w", err)
+	}
+	name := vhostSocketName
+	if conf.Interface == InterfaceMemif {
+		name = memifSocketName
+	}
+	dir := filepath.Join(conf.SocketDir, containerID, ifName)
+	p := paths{Dir: dir, Socket: filepath.Join(dir, name)}
+	if rel, err := filepath.Rel(conf.SocketDir, p.Socket); err != nil || rel == ".." || strings.HasPrefix(rel, "../") ||
+		filepath.Dir(filepath.Dir(filepath.Dir(p.Socket))) != conf.SocketDir {
+		return paths{}, cnierr.Config("socket path %q escapes socketDir %q", p.Socket, conf.SocketDir)
+	}
+	if len(p.Socket) > sunPathMax {
+		return paths{}, cnierr.Config("socket path %q is %d bytes, over the %d-byte sun_path limit (shorten socketDir)",
+			p.Socket, len(p.Socket), sunPathMax)
+	}
+	return p, nil
+}
+
+// attachmentName names the attachment for errors.
+func attachmentName(containerID, ifName string) string {
+	return fmt.Sprintf("%s/%s", containerID, ifName)
+}

@@ -1,0 +1,120 @@
+// Package vpp is the logic of the vm-vpp CNI plugin: it gives a VM-based pod
+// a NIC on FD.io VPP, through VPP's binary API (govpp, binapi of VPP 25.02).
+//
+// ADD creates, in VPP, one interface per attachment:
+//
+//   - vhost-user (config interface "vhost-user"): create_vhost_user_if_v2 on
+//     <socketDir>/<containerID>/<ifname>/vhu.sock; VPP is the socket server
+//     when the VMM's role (config "mode") is client, and the client when it
+//     is server (the default: VPP reconnects after a VMM or VPP restart);
+//   - memif (config interface "memif"): the socket file
+//     <socketDir>/<containerID>/<ifname>/memif.sock registered with
+//     memif_socket_filename_add_del_v2, then memif_create_v2; VPP is the
+//     master when the application's role (memif.role) is client.
+//
+// and connects it to the network: l2 puts it in bridge domain bridgeDomain
+// (created if missing), l3 gives it, for each IPAM address, the address's
+// gateway with the address's prefix length (VPP is the guest's router). The
+// interface gets the MTU, optionally VPP-side MAC (vppMac), is set admin up,
+// and carries the tag Tag(network, containerID, ifname).
+//
+// Result contract (package hint, v1): no interface exists in the pod netns,
+// so the result has the IPAM addresses (if any) and one pseudo-interface
+// (name = socket file name, sandbox = container ID, mac = guest MAC, mtu,
+// CNI 1.1 socketPath); every IP points at it. The hint file has kind
+// vhost-user (socket, the VMM's mode, queues) or memif (socket, the
+// application's role, mode, id, queues, ring size) and the guest section
+// (MAC, MTU, IPs, routes, DNS). With runtimeConfig.CNIDeviceInfoFile, the
+// NPWG device-info file of type vhost-user or memif is written.
+//
+// Connection rule: the API socket is dialled with the configured timeout
+// and the CRCs of every message the command uses are checked before any
+// side effect. ADD fails with code 11 (try again) when the socket exists
+// but VPP refuses, drops or does not answer the connection (VPP starting or
+// restarting), and with code 50 when the socket does not exist, VPP is
+// incompatible or unreachable for another reason. STATUS reports every
+// such failure as code 50. DEL and GC treat a missing socket or a refused
+// connection as "VPP is not running, and its objects died with it" and
+// clean up local state; other connection failures fail them with code 11
+// so the runtime retries and nothing leaks.
+//
+// Every ADD failure rolls back, in reverse, what the ADD created: VPP
+// objects (interface, memif socket registration, and the bridge domain
+// only if this ADD created it and it has no other member), the socket
+// directory, the IPAM lease, the hint and device-info files, the record.
+// Interface attributes (tag, MTU, addresses, L2 membership, flags) go with
+// the interface. DEL and GC are idempotent and best effort.
+package vpp
+
+import (
+	"io"
+	"os"
+
+	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/vpp/vppapi"
+)
+
+// PluginName is the binary name, recorded in hints and records.
+const PluginName = "vm-vpp"
+
+// Plugin implements vm-vpp's CNI commands.
+type Plugin struct {
+	// stdout receives the result (the CNI protocol); os.Stdout by default.
+	stdout io.Writer
+	// connect opens VPP API connections; vppapi.SocketConnector by default.
+	connect vppapi.Connector
+	// afterStep, when set, runs after every side effect of ADD (named by
+	// step); an error fails the ADD there. Tests use it to inject faults.
+	afterStep func(step string) error
+	// keepPartial skips the rollback of a failed ADD, leaving what a crash
+	// at that point would leave.
+	keepPartial bool
+}
+
+// Option configures a Plugin.
+type Option func(*Plugin)
+
+// WithConnector replaces how the plugin reaches VPP (tests: govpp's mock
+// adapter behind a real core connection).
+func WithConnector(c vppapi.Connector) Option {
+	return func(p *Plugin) { p.connect = c }
+}
+
+// WithStepHook calls hook after each side effect of ADD with the step's
+// name; a non-nil error makes ADD fail at that point (fault injection).
+func WithStepHook(hook func(step string) error) Option {
+	return func(p *Plugin) { p.afterStep = hook }
+}
+
+// WithoutRollback leaves a failed ADD's partial attachment in place, exactly
+// as a crash at that point would (the record stays incomplete; DEL, GC or
+// the next ADD must clean it). For fault-injection tests.
+func WithoutRollback() Option {
+	return func(p *Plugin) { p.keepPartial = true }
+}
+
+// WithStdout sends results to w instead of os.Stdout (in-process runs).
+func WithStdout(w io.Writer) Option {
+	return func(p *Plugin) { p.stdout = w }
+}
+
+// New returns the plugin.
+func New(opts ...Option) *Plugin {
+	p := &Plugin{stdout: os.Stdout, connect: vppapi.SocketConnector}
+	for _, o := range opts {
+		o(p)
+	}
+	return p
+}
+
+// Funcs returns the command table for plugin.Main.
+func (p *Plugin) Funcs() plugin.Funcs {
+	return plugin.Funcs{Add: p.Add, Check: p.Check, Del: p.Del, GC: p.GC, Status: p.Status}
+}
+
+func (p *Plugin) step(name string) error {
+	if p.afterStep == nil {
+		return nil
+	}
+	return p.afterStep(name)
+}

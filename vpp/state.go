@@ -1,0 +1,41 @@
+package vpp
+
+import (
+	"encoding/json"
+
+	"github.com/vmcni/vmcni/pkg/store"
+)
+
+// state is vm-vpp's part of an attachment record: everything DEL and GC
+// need, all of it known before ADD's first side effect. VPP's sw_if_index
+// is deliberately not recorded: it is reused after deletion and lost on a
+// VPP restart; objects are found again by Tag.
+type state struct {
+	Interface string `json:"interface"`
+	Network   string `json:"network"`
+	// Tag is the VPP interface tag.
+	Tag string `json:"tag"`
+	// SocketDir is the per-attachment directory, Socket the socket in it.
+	SocketDir string `json:"socketDir"`
+	Socket    string `json:"socket"`
+	// BridgeDomain is the l2 bridge domain id.
+	BridgeDomain uint32 `json:"bridgeDomain,omitempty"`
+	// GuestMAC is the MAC handed to the guest.
+	GuestMAC string `json:"guestMAC,omitempty"`
+	// IPAM is the IPAM plugin type that allocated addresses, if any.
+	IPAM string `json:"ipam,omitempty"`
+	// DeviceInfoFile is the NPWG device-info file written, if any.
+	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
+}
+
+func stateOf(rec *store.Record) (*state, error) {
+	var st state
+	if err := json.Unmarshal(rec.State, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+func (st *state) saveTo(rec *store.Record) {
+	rec.State, _ = json.Marshal(st)
+}

@@ -1,0 +1,159 @@
+package vpp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/vpp/vppapi"
+)
+
+// interfaceKind tells a vhost-user interface from a memif by VPP's naming
+// ("VirtualEthernet0/0/N", "memif<socket>/<id>"), else returns fallback.
+func interfaceKind(i vppapi.Interface, fallback string) string {
+	switch {
+	case strings.HasPrefix(i.Name, "memif"):
+		return InterfaceMemif
+	case strings.HasPrefix(i.Name, "VirtualEthernet"):
+		return InterfaceVhostUser
+	}
+	return fallback
+}
+
+// removeVPPObjects deletes, best effort, the VPP interfaces tagged tag and,
+// for memif, the interfaces and registration of the socket file socket
+// (which also catches a memif an interrupted ADD created but did not tag
+// yet). Missing objects are success.
+func removeVPPObjects(c *vppapi.Client, kind, tag, socket string, log *slog.Logger) error {
+	ifs, err := c.Interfaces()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	memifs := map[uint32]bool{}
+	for _, i := range ifs {
+		if i.Tag != tag {
+			continue
+		}
+		if interfaceKind(i, kind) == InterfaceMemif {
+			memifs[i.Index] = true
+			continue
+		}
+		log.Info("deleting VPP vhost-user interface", "sw_if_index", i.Index, "name", i.Name)
+		if err := c.DeleteVhostUser(i.Index); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if kind == InterfaceMemif || len(memifs) > 0 {
+		errs = append(errs, removeMemifs(c, memifs, socket, log))
+	}
+	return errors.Join(errs...)
+}
+
+// removeMemifs deletes the memif interfaces in targets and those on the
+// registration(s) of socket (when not empty), then every registration
+// they leave unused (never socket id 0, VPP's default).
+func removeMemifs(c *vppapi.Client, targets map[uint32]bool, socket string, log *slog.Logger) error {
+	sockets, err := c.MemifSockets()
+	if err != nil {
+		return err
+	}
+	ours := map[uint32]bool{}
+	for id, path := range sockets {
+		if socket != "" && path == socket {
+			ours[id] = true
+		}
+	}
+	all, err := c.Memifs()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	used := map[uint32]bool{}
+	for _, m := range all {
+		if !targets[m.Index] && !ours[m.SocketID] {
+			used[m.SocketID] = true
+			continue
+		}
+		log.Info("deleting VPP memif interface", "sw_if_index", m.Index, "socket_id", m.SocketID)
+		if err := c.DeleteMemif(m.Index); err != nil {
+			errs = append(errs, err)
+			used[m.SocketID] = true
+			continue
+		}
+		ours[m.SocketID] = true
+	}
+	for id := range ours {
+		if id == 0 || used[id] {
+			continue
+		}
+		if _, registered := sockets[id]; !registered {
+			continue
+		}
+		log.Info("deleting VPP memif socket registration", "socket_id", id, "path", sockets[id])
+		if err := c.DeleteMemifSocket(id); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// teardown is DEL's work for one attachment, best effort: every step runs,
+// missing things count as removed, and the errors are joined. The record
+// is deleted only when every step succeeded, so a retried DEL or GC can
+// finish the job.
+type teardown struct {
+	conf  *NetConf
+	st    *state
+	key   ipam.Attachment
+	store *store.Store
+	log   *slog.Logger
+	// vpp is nil when VPP is not running (its objects are gone).
+	vpp *vppapi.Client
+}
+
+func (t *teardown) run(ctx context.Context) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			t.log.Warn("DEL step failed", "err", err)
+			errs = append(errs, err)
+		}
+	}
+	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
+	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
+	if t.vpp != nil {
+		add(removeVPPObjects(t.vpp, t.st.Interface, t.st.Tag, t.st.Socket, t.log))
+	}
+	add(removeSocketDir(paths{Dir: t.st.SocketDir, Socket: t.st.Socket}))
+	if t.st.IPAM != "" {
+		add(ipam.Delegate{Type: t.st.IPAM, Config: t.conf.Raw}.Del(ctx, t.key))
+	}
+	if len(errs) == 0 {
+		add(t.store.Delete(t.key.ContainerID, t.key.IfName))
+	}
+	return errors.Join(errs...)
+}
+
+// teardownRecord runs DEL for a recorded attachment (GC, interrupted ADD).
+// client is nil when VPP is not running.
+func (p *Plugin) teardownRecord(ctx context.Context, client *vppapi.Client, rec *store.Record, log *slog.Logger) error {
+	conf, err := ParseConfig(rec.Config, rec.Args)
+	if err != nil {
+		return fmt.Errorf("record of %s: %w", attachmentName(rec.ContainerID, rec.IfName), err)
+	}
+	st, err := stateOf(rec)
+	if err != nil {
+		return fmt.Errorf("record of %s: %w", attachmentName(rec.ContainerID, rec.IfName), err)
+	}
+	t := &teardown{
+		conf: conf, st: st, log: log, store: store.New(conf.StateDir), vpp: client,
+		key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args},
+	}
+	return t.run(ctx)
+}
