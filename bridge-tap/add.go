@@ -88,11 +88,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	succeeded = true
 	log.Info("ADD done", "mode", conf.Mode, "chained", conf.Chained())
-	out, err := res.GetAsVersion(conf.CNIVersion)
-	if err != nil {
-		return cnierr.Version("convert result to %q: %w", conf.CNIVersion, err)
-	}
-	return out.PrintTo(p.stdout)
+	return p.PrintResult(res, conf.CNIVersion)
 }
 
 func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, log *slog.Logger) (*current.Result, error) {
@@ -104,7 +100,7 @@ func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, l
 	if a.ipam != nil {
 		<-a.ipam.done // never leave an IPAM call running behind a failed ADD
 	}
-	if err != nil && p.keepPartial {
+	if err != nil && p.KeepPartial() {
 		log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
 		return nil, err
 	}
@@ -136,7 +132,7 @@ func (p *Plugin) recoverStale(st *store.Store, args *skel.CmdArgs, log *slog.Log
 
 func (a *addition) step(name string) error {
 	a.log.Debug("done", "step", name)
-	return a.p.step(name)
+	return a.p.Step(name)
 }
 
 func (a *addition) run(ctx context.Context) (*current.Result, error) {

@@ -10,6 +10,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
@@ -33,12 +34,12 @@ func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *ske
 	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "eth0", StdinData: data}
 }
 
-func (ip *inProcess) add(hook func(string) error, containerID, nsPath string, prev *current.Result, opts ...bridgetap.Option) error {
+func (ip *inProcess) add(hook func(string) error, containerID, nsPath string, prev *current.Result, opts ...plugin.Option) error {
 	extra := map[string]any{}
 	if prev != nil {
 		extra["prevResult"] = prev
 	}
-	opts = append(opts, bridgetap.WithStdout(io.Discard), bridgetap.WithStepHook(hook))
+	opts = append(opts, plugin.WithStdout(io.Discard), plugin.WithStepHook(hook))
 	p := bridgetap.New(opts...)
 	return p.Add(ip.args(containerID, nsPath, extra))
 }
@@ -154,7 +155,7 @@ func crashAt(t *testing.T, ip *inProcess, failAt, nsPath string, prev *current.R
 			return errInjected
 		}
 		return nil
-	}, "fault", nsPath, prev, bridgetap.WithoutRollback())
+	}, "fault", nsPath, prev, plugin.WithoutRollback())
 	if !errors.Is(err, errInjected) {
 		t.Fatalf("crash at %q: ADD returned %v", failAt, err)
 	}

@@ -70,11 +70,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	succeeded = true
 	log.Info("ADD done", "mode", conf.Mode, "pci", conf.DeviceID)
-	out, err := res.GetAsVersion(conf.CNIVersion)
-	if err != nil {
-		return cnierr.Version("convert result to %q: %w", conf.CNIVersion, err)
-	}
-	return out.PrintTo(p.stdout)
+	return p.PrintResult(res, conf.CNIVersion)
 }
 
 func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, log *slog.Logger) (*current.Result, error) {
@@ -83,7 +79,7 @@ func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, l
 	}
 	a := &addition{p: p, conf: conf, args: args, log: log, store: st}
 	res, err := a.run(context.Background())
-	if err != nil && p.keepPartial {
+	if err != nil && p.KeepPartial() {
 		log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
 		return nil, err
 	}
@@ -115,7 +111,7 @@ func (p *Plugin) recoverStale(st *store.Store, args *skel.CmdArgs, log *slog.Log
 
 func (a *addition) step(name string) error {
 	a.log.Debug("done", "step", name)
-	return a.p.step(name)
+	return a.p.Step(name)
 }
 
 // resolveDeviceID returns the VF's PCI address: deviceID (config or

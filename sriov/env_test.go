@@ -16,6 +16,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
 )
@@ -175,8 +176,8 @@ func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *ske
 	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "net1", StdinData: data}
 }
 
-func (ip *inProcess) add(containerID, nsPath string, opts ...sriov.Option) error {
-	opts = append(opts, sriov.WithStdout(io.Discard))
+func (ip *inProcess) add(containerID, nsPath string, opts ...plugin.Option) error {
+	opts = append(opts, plugin.WithStdout(io.Discard))
 	return ip.e.inHost(func() error { return sriov.New(opts...).Add(ip.args(containerID, nsPath, nil)) })
 }
 

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
 )
@@ -44,7 +45,7 @@ func TestFaultAfterEachStep(t *testing.T) {
 			}
 
 			var steps []string
-			if err := ip.add("fault", pod.Path, sriov.WithStepHook(func(s string) error { steps = append(steps, s); return nil })); err != nil {
+			if err := ip.add("fault", pod.Path, plugin.WithStepHook(func(s string) error { steps = append(steps, s); return nil })); err != nil {
 				t.Fatalf("clean ADD: %v", err)
 			}
 			assertLines(t, "steps", steps, wantSteps[mode])
@@ -54,13 +55,13 @@ func TestFaultAfterEachStep(t *testing.T) {
 			assertSame("clean ADD+DEL")
 
 			for i, step := range steps {
-				err := ip.add("fault", pod.Path, sriov.WithStepHook(failAt(step)))
+				err := ip.add("fault", pod.Path, plugin.WithStepHook(failAt(step)))
 				if !errors.Is(err, errInjected) {
 					t.Fatalf("fault at %q: ADD returned %v", step, err)
 				}
 				assertSame("rollback after " + step)
 
-				err = ip.add("fault", pod.Path, sriov.WithStepHook(failAt(step)), sriov.WithoutRollback())
+				err = ip.add("fault", pod.Path, plugin.WithStepHook(failAt(step)), plugin.WithoutRollback())
 				if !errors.Is(err, errInjected) {
 					t.Fatalf("crash at %q: ADD returned %v", step, err)
 				}
@@ -87,7 +88,7 @@ func TestAddAfterCrash(t *testing.T) {
 	pod := testutil.NewNS(t)
 	ip := &inProcess{e: e, conf: e.conf(sriov.ModeVFIO, 0, allKnobs(nil))}
 	simBefore := e.k.state()
-	if err := ip.add("again", pod.Path, sriov.WithStepHook(failAt("vf-trust")), sriov.WithoutRollback()); !errors.Is(err, errInjected) {
+	if err := ip.add("again", pod.Path, plugin.WithStepHook(failAt("vf-trust")), plugin.WithoutRollback()); !errors.Is(err, errInjected) {
 		t.Fatalf("crash: %v", err)
 	}
 	if err := ip.add("again", pod.Path); err != nil {

@@ -2,39 +2,17 @@ package sriov
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/ipam"
 	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 )
-
-// validAttachments reads cni.dev/valid-attachments, or the older
-// cni.dev/attachments key when the first is absent.
-func validAttachments(stdin []byte) (map[types.GCAttachment]bool, error) {
-	var keys struct {
-		Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
-		Older []types.GCAttachment `json:"cni.dev/attachments"`
-	}
-	if err := json.Unmarshal(stdin, &keys); err != nil {
-		return nil, cnierr.Decode("parse GC attachments: %w", err)
-	}
-	list := keys.Valid
-	if list == nil {
-		list = keys.Older
-	}
-	valid := make(map[types.GCAttachment]bool, len(list))
-	for _, a := range list {
-		valid[a] = true
-	}
-	return valid, nil
-}
 
 // GC implements CNI GC: every vm-sriov attachment of this network that is
 // not in the valid list is deleted as DEL would (VF restored when the
@@ -47,7 +25,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	if err = conf.Validate(); err != nil {
 		return err
 	}
-	valid, err := validAttachments(args.StdinData)
+	valid, err := plugin.ValidAttachments(args.StdinData)
 	if err != nil {
 		return err
 	}

@@ -58,7 +58,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	a := &addition{p: p, conf: conf, args: args, log: log, store: st, sw: p.newSwitch(conf)}
 	res, err := a.run(context.Background(), paths)
 	if err != nil {
-		if p.keepPartial {
+		if p.KeepPartial() {
 			return err
 		}
 		log.Error("ADD failed, rolling back", "err", err)
@@ -66,11 +66,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	a.undo.Commit()
 	succeeded = true
-	out, err := res.GetAsVersion(conf.CNIVersion)
-	if err != nil {
-		return cnierr.Version("convert result to %q: %w", conf.CNIVersion, err)
-	}
-	return out.PrintTo(p.stdout)
+	return p.PrintResult(res, conf.CNIVersion)
 }
 
 // addition is one ADD in progress.
@@ -88,7 +84,7 @@ type addition struct {
 
 func (a *addition) step(name string) error {
 	a.log.Debug("done", "step", name)
-	return a.p.step(name)
+	return a.p.Step(name)
 }
 
 func (a *addition) run(ctx context.Context, paths Paths) (*current.Result, error) {

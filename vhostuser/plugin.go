@@ -26,9 +26,6 @@
 package vhostuser
 
 import (
-	"io"
-	"os"
-
 	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
@@ -37,51 +34,25 @@ const PluginName = "vm-vhostuser"
 
 // Plugin implements vm-vhostuser's CNI commands.
 type Plugin struct {
-	stdout io.Writer
-	// afterStep runs after every side effect of ADD (fault injection).
-	afterStep func(step string) error
-	// keepPartial skips the rollback of a failed ADD, as a crash would.
-	keepPartial bool
+	plugin.Harness
 	// newSwitch builds the backend for a config (tests may replace it).
 	newSwitch func(*NetConf) Switch
 }
 
-// Option configures a Plugin.
-type Option func(*Plugin)
-
-// WithStepHook calls hook after each side effect of ADD; an error fails the
-// ADD there.
-func WithStepHook(hook func(step string) error) Option {
-	return func(p *Plugin) { p.afterStep = hook }
+// New returns the plugin; opts set its harness (stdout, fault injection).
+func New(opts ...plugin.Option) *Plugin {
+	p := &Plugin{newSwitch: switchFor}
+	p.Apply(opts)
+	return p
 }
 
-// WithoutRollback leaves a failed ADD's partial attachment in place, as a
-// crash would (fault-injection tests, post-mortem debugging).
-func WithoutRollback() Option { return func(p *Plugin) { p.keepPartial = true } }
-
-// WithStdout sends results to w instead of os.Stdout.
-func WithStdout(w io.Writer) Option { return func(p *Plugin) { p.stdout = w } }
-
-// WithSwitch replaces the backend (tests).
-func WithSwitch(fn func(*NetConf) Switch) Option { return func(p *Plugin) { p.newSwitch = fn } }
-
-// New returns the plugin.
-func New(opts ...Option) *Plugin {
-	p := &Plugin{stdout: os.Stdout, newSwitch: switchFor}
-	for _, o := range opts {
-		o(p)
-	}
+// WithSwitch replaces the backend factory (tests) and returns p.
+func (p *Plugin) WithSwitch(fn func(*NetConf) Switch) *Plugin {
+	p.newSwitch = fn
 	return p
 }
 
 // Funcs returns the command table for plugin.Main.
 func (p *Plugin) Funcs() plugin.Funcs {
 	return plugin.Funcs{Add: p.Add, Check: p.Check, Del: p.Del, GC: p.GC, Status: p.Status}
-}
-
-func (p *Plugin) step(name string) error {
-	if p.afterStep == nil {
-		return nil
-	}
-	return p.afterStep(name)
 }

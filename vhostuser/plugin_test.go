@@ -14,6 +14,7 @@ import (
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/vhostuser"
 )
@@ -82,7 +83,7 @@ func TestAddCheckDelOVS(t *testing.T) {
 	w := newWorld(t)
 	before := testutil.TakeSnapshot(t, []string{filepath.Join(w.dir, "state"), filepath.Join(w.dir, "ipam")})
 	var out strings.Builder
-	p := vhostuser.New(vhostuser.WithStdout(&out))
+	p := vhostuser.New(plugin.WithStdout(&out))
 	if err := p.Add(args(w.conf(nil), "c1")); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
@@ -141,7 +142,7 @@ func TestFaultsAndCrashes(t *testing.T) {
 	w := newWorld(t)
 	before := testutil.TakeSnapshot(t, []string{filepath.Join(w.dir, "state"), filepath.Join(w.dir, "ipam")})
 	var steps []string
-	rec := vhostuser.New(vhostuser.WithStdout(io.Discard), vhostuser.WithStepHook(func(s string) error { steps = append(steps, s); return nil }))
+	rec := vhostuser.New(plugin.WithStdout(io.Discard), plugin.WithStepHook(func(s string) error { steps = append(steps, s); return nil }))
 	if err := rec.Add(args(w.conf(nil), "c1")); err != nil {
 		t.Fatal(err)
 	}
@@ -157,12 +158,12 @@ func TestFaultsAndCrashes(t *testing.T) {
 		}
 	}
 	for i, step := range steps {
-		p := vhostuser.New(vhostuser.WithStdout(io.Discard), vhostuser.WithStepHook(failAt(step)))
+		p := vhostuser.New(plugin.WithStdout(io.Discard), plugin.WithStepHook(failAt(step)))
 		if err := p.Add(args(w.conf(nil), "c1")); !errors.Is(err, errInjected) {
 			t.Fatalf("fault at %q: %v", step, err)
 		}
 		w.assertClean(before)
-		crashed := vhostuser.New(vhostuser.WithStdout(io.Discard), vhostuser.WithStepHook(failAt(step)), vhostuser.WithoutRollback())
+		crashed := vhostuser.New(plugin.WithStdout(io.Discard), plugin.WithStepHook(failAt(step)), plugin.WithoutRollback())
 		_ = crashed.Add(args(w.conf(nil), "c1"))
 		if i%2 == 0 {
 			if err := rec.Del(args(w.conf(nil), "c1")); err != nil {
@@ -186,7 +187,7 @@ func TestFaultsAndCrashes(t *testing.T) {
 func TestGCKeepsValidRemovesStale(t *testing.T) {
 	testutil.RequiresOVSDPDK(t)
 	w := newWorld(t)
-	p := vhostuser.New(vhostuser.WithStdout(io.Discard))
+	p := vhostuser.New(plugin.WithStdout(io.Discard))
 	for _, id := range []string{"keep", "stale"} {
 		if err := p.Add(args(w.conf(nil), id)); err != nil {
 			t.Fatal(err)
@@ -217,7 +218,7 @@ func TestBadPathsAndStatus(t *testing.T) {
 	testutil.RequiresOVSDPDK(t)
 	w := newWorld(t)
 	before := testutil.TakeSnapshot(t, []string{filepath.Join(w.dir, "state"), filepath.Join(w.dir, "ipam")})
-	p := vhostuser.New(vhostuser.WithStdout(io.Discard))
+	p := vhostuser.New(plugin.WithStdout(io.Discard))
 	long := "/tmp/" + strings.Repeat("d", 90)
 	for name, conf := range map[string][]byte{
 		"over-long socket path": w.conf(map[string]any{"socketDir": long}),

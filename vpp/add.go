@@ -80,7 +80,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	a := &addition{p: p, conf: conf, args: args, log: log, store: st, paths: pth, gid: gid, vpp: client}
 	res, err := a.run(ctx)
-	if err != nil && p.keepPartial {
+	if err != nil && p.KeepPartial() {
 		log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
 		succeeded = true // keep the lock file, as a crash would
 		return err
@@ -96,11 +96,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	a.undo.Commit()
 	succeeded = true
 	log.Info("ADD done", "interface", conf.Interface, "network", conf.Network, "sw_if_index", a.index)
-	out, err := res.GetAsVersion(conf.CNIVersion)
-	if err != nil {
-		return cnierr.Version("convert result to %q: %w", conf.CNIVersion, err)
-	}
-	return out.PrintTo(p.stdout)
+	return p.PrintResult(res, conf.CNIVersion)
 }
 
 // recoverStale tears down what an earlier, interrupted ADD of the same
@@ -119,7 +115,7 @@ func (p *Plugin) recoverStale(ctx context.Context, st *store.Store, client *vppa
 
 func (a *addition) step(name string) error {
 	a.log.Debug("done", "step", name)
-	return a.p.step(name)
+	return a.p.Step(name)
 }
 
 func (a *addition) run(ctx context.Context) (*current.Result, error) {

@@ -10,13 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
 // realPlugin uses the production connector (govpp socketclient).
-func realPlugin() *vpp.Plugin { return vpp.New(vpp.WithStdout(&bytes.Buffer{})) }
+func realPlugin() *vpp.Plugin { return vpp.New(plugin.WithStdout(&bytes.Buffer{})) }
 
 // refusedSocket is a unix socket file nothing listens on (VPP died or is
 // starting): connect(2) gets ECONNREFUSED.

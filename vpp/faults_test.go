@@ -9,7 +9,7 @@ import (
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/l2"
 
-	"github.com/vmcni/vmcni/vpp"
+	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // rollbackOf is what undoes each creating request (read-only dumps the
@@ -79,7 +79,7 @@ func TestFaultAfterEachStep(t *testing.T) {
 		e, _ := comboEnv(t, c)
 		var steps []string
 		args := e.args("c0", "eth0", map[string]any{"runtimeConfig": map[string]any{"CNIDeviceInfoFile": e.stateDir + "-c0.json"}})
-		if _, err := e.addArgs(args, vpp.WithStepHook(func(s string) error { steps = append(steps, s); return nil })); err != nil {
+		if _, err := e.addArgs(args, plugin.WithStepHook(func(s string) error { steps = append(steps, s); return nil })); err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		for _, step := range steps {
@@ -87,7 +87,7 @@ func TestFaultAfterEachStep(t *testing.T) {
 				e, ipamDir := comboEnv(t, c)
 				devInfo := e.stateDir + "-devinfo.json"
 				args := e.args("c1", "eth0", map[string]any{"runtimeConfig": map[string]any{"CNIDeviceInfoFile": devInfo}})
-				_, err := e.addArgs(args, vpp.WithStepHook(func(s string) error {
+				_, err := e.addArgs(args, plugin.WithStepHook(func(s string) error {
 					if s == step {
 						return errInjected
 					}
@@ -132,7 +132,7 @@ func TestRollbackKeepsBridgeDomain(t *testing.T) {
 	t.Run("joined meanwhile", func(t *testing.T) {
 		e := newEnv(t, nil)
 		other := e.vpp.AddInterface("VirtualEthernet0/0/9", "", false, 0)
-		_, err := e.add("c1", vpp.WithStepHook(func(s string) error {
+		_, err := e.add("c1", plugin.WithStepHook(func(s string) error {
 			if s == "admin-up" {
 				e.vpp.JoinBridgeDomain(10, other)
 				return errInjected

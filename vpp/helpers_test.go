@@ -12,6 +12,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/internal/fakevpp"
 )
@@ -68,19 +69,19 @@ func (e *env) args(containerID, ifName string, extra map[string]any) *skel.CmdAr
 	return &skel.CmdArgs{ContainerID: containerID, Netns: "/var/run/netns/" + containerID, IfName: ifName, StdinData: data}
 }
 
-func (e *env) plugin(out *bytes.Buffer, opts ...vpp.Option) *vpp.Plugin {
+func (e *env) plugin(out *bytes.Buffer, opts ...plugin.Option) *vpp.Plugin {
 	if out == nil {
 		out = &bytes.Buffer{}
 	}
-	return vpp.New(append([]vpp.Option{vpp.WithConnector(e.vpp.Connector()), vpp.WithStdout(out)}, opts...)...)
+	return vpp.New(append([]plugin.Option{plugin.WithStdout(out)}, opts...)...).WithConnector(e.vpp.Connector())
 }
 
 // add runs ADD for (containerID, eth0) and returns the printed result.
-func (e *env) add(containerID string, opts ...vpp.Option) (*current.Result, error) {
+func (e *env) add(containerID string, opts ...plugin.Option) (*current.Result, error) {
 	return e.addArgs(e.args(containerID, "eth0", nil), opts...)
 }
 
-func (e *env) addArgs(args *skel.CmdArgs, opts ...vpp.Option) (*current.Result, error) {
+func (e *env) addArgs(args *skel.CmdArgs, opts ...plugin.Option) (*current.Result, error) {
 	var out bytes.Buffer
 	if err := e.plugin(&out, opts...).Add(args); err != nil {
 		return nil, err

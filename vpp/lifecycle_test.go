@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/vpp"
 )
 
@@ -71,14 +72,14 @@ func TestCrashAtEachStep(t *testing.T) {
 	for _, c := range []combo{combos[0], combos[4], combos[5]} {
 		e, _ := comboEnv(t, c)
 		var steps []string
-		if _, err := e.add("c0", vpp.WithStepHook(func(s string) error { steps = append(steps, s); return nil })); err != nil {
+		if _, err := e.add("c0", plugin.WithStepHook(func(s string) error { steps = append(steps, s); return nil })); err != nil {
 			t.Fatal(err)
 		}
 		for _, step := range steps {
 			for _, cleaner := range []string{"DEL", "GC", "ADD"} {
 				t.Run(c.name+"/"+step+"/"+cleaner, func(t *testing.T) {
 					e, ipamDir := comboEnv(t, c)
-					_, err := e.add("c1", vpp.WithoutRollback(), vpp.WithStepHook(func(s string) error {
+					_, err := e.add("c1", plugin.WithoutRollback(), plugin.WithStepHook(func(s string) error {
 						if s == step {
 							return errInjected
 						}
