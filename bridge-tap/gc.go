@@ -3,10 +3,8 @@ package bridgetap
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vmcni/vmcni/pkg/ipam"
 	"github.com/vmcni/vmcni/pkg/logging"
@@ -32,31 +30,12 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "GC", "network", conf.Name)
 	defer closeLog()
 
-	st := store.New(conf.StateDir)
-	records, err := st.List(conf.Name)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, rec := range records {
-		if rec.Plugin != PluginName || valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.IfName}] {
-			continue
-		}
+	errs := []error{store.New(conf.StateDir).CollectStale(conf.Name, PluginName, valid, func(rec *store.Record) error {
 		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
-		errs = append(errs, p.collect(st, rec, log))
-	}
+		return p.teardownRecord(rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
+	})}
 	if !conf.Chained() && conf.IPAM.Type != "" {
 		errs = append(errs, ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}.GC(context.Background()))
 	}
 	return errors.Join(errs...)
-}
-
-// collect deletes one stale attachment under its lock.
-func (p *Plugin) collect(st *store.Store, rec *store.Record, log *slog.Logger) error {
-	lock, err := st.Lock(rec.ContainerID, rec.IfName)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock(true)
-	return p.teardownRecord(rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
 }

@@ -32,25 +32,10 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "GC", "network", conf.Name)
 	defer closeLog()
 	ctx := context.Background()
-	st := store.New(conf.StateDir)
-	records, err := st.List(conf.Name)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, rec := range records {
-		if rec.Plugin != PluginName || valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.IfName}] {
-			continue
-		}
+	errs := []error{store.New(conf.StateDir).CollectStale(conf.Name, PluginName, valid, func(rec *store.Record) error {
 		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
-		lock, lerr := st.Lock(rec.ContainerID, rec.IfName)
-		if lerr != nil {
-			errs = append(errs, lerr)
-			continue
-		}
-		errs = append(errs, p.teardownRecord(rec, log))
-		lock.Unlock(true)
-	}
+		return p.teardownRecord(rec, log)
+	})}
 	sw := p.newSwitch(conf)
 	ports, err := sw.Ports(ctx, conf.Name)
 	errs = append(errs, err)

@@ -44,18 +44,10 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		defer client.Close()
 	}
 	st := store.New(conf.StateDir)
-	records, err := st.List(conf.Name)
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, rec := range records {
-		if rec.Plugin != PluginName || valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.IfName}] {
-			continue
-		}
+	errs := []error{st.CollectStale(conf.Name, PluginName, valid, func(rec *store.Record) error {
 		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
-		errs = append(errs, p.collect(ctx, st, client, rec, log))
-	}
+		return p.teardownRecord(ctx, client, rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
+	})}
 	if client != nil {
 		errs = append(errs, sweep(client, conf, st, valid, log))
 	}
@@ -63,16 +55,6 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		errs = append(errs, ipamDelegate(conf, args.StdinData).GC(ctx))
 	}
 	return errors.Join(errs...)
-}
-
-// collect deletes one stale attachment under its lock.
-func (p *Plugin) collect(ctx context.Context, st *store.Store, client *vppapi.Client, rec *store.Record, log *slog.Logger) error {
-	lock, err := st.Lock(rec.ContainerID, rec.IfName)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock(true)
-	return p.teardownRecord(ctx, client, rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
 }
 
 // sweep deletes the VPP interfaces tagged for conf's network whose

@@ -22,6 +22,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containernetworking/cni/pkg/types"
+
 	"github.com/vmcni/vmcni/pkg/hint"
 )
 
@@ -204,4 +206,36 @@ func (l *Lock) Unlock(removeFile bool) {
 	if removeFile {
 		_ = os.Remove(filepath.Dir(l.file.Name())) // only succeeds when empty
 	}
+}
+
+// CollectStale is GC's common part: for every record of network written
+// by pluginName whose attachment is not in valid, it takes the attachment's
+// lock, re-reads the record (a DEL may have run meanwhile) and calls
+// teardown with it. One failure does not stop the others; errors are joined.
+func (s *Store) CollectStale(network, pluginName string, valid map[types.GCAttachment]bool, teardown func(*Record) error) error {
+	records, err := s.List(network)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, rec := range records {
+		if rec.Plugin != pluginName || valid[types.GCAttachment{ContainerID: rec.ContainerID, IfName: rec.IfName}] {
+			continue
+		}
+		errs = append(errs, s.collect(rec, teardown))
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) collect(rec *Record, teardown func(*Record) error) error {
+	lock, err := s.Lock(rec.ContainerID, rec.IfName)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock(true)
+	fresh, err := s.Get(rec.ContainerID, rec.IfName)
+	if err != nil || fresh == nil {
+		return err
+	}
+	return teardown(fresh)
 }
