@@ -14,7 +14,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 	"github.com/vmcni/vmcni/pkg/undo"
 )
@@ -70,18 +70,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
-	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "ADD",
-		"container", args.ContainerID, "ifname", args.IfName)
-	defer closeLog()
-
-	st := store.New(conf.StateDir)
-	lock, err := st.Lock(args.ContainerID, args.IfName)
+	at, err := plugin.OpenAttachment(PluginName, "ADD", conf.Config, conf.StateDir, args)
 	if err != nil {
 		return err
 	}
+	log, st := at.Log, at.Store
 	succeeded := false
 	// A failed ADD leaves no state behind, not even its lock file.
-	defer func() { lock.Unlock(!succeeded) }()
+	defer func() { at.Close(!succeeded) }()
 	res, err := p.addLocked(st, conf, args, log)
 	if err != nil {
 		return err

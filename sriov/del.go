@@ -7,8 +7,7 @@ import (
 
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/logging"
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // Del implements CNI DEL. It is idempotent. With a record it undoes the
@@ -25,16 +24,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
-	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "DEL",
-		"container", args.ContainerID, "ifname", args.IfName)
-	defer closeLog()
-
-	st := store.New(conf.StateDir)
-	lock, err := st.Lock(args.ContainerID, args.IfName)
+	at, err := plugin.OpenAttachment(PluginName, "DEL", conf.Config, conf.StateDir, args)
 	if err != nil {
 		return err
 	}
-	defer lock.Unlock(true)
+	log, st := at.Log, at.Store
+	defer at.Close(true)
 
 	rec, err := st.Get(args.ContainerID, args.IfName)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 )
 
@@ -28,15 +28,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "DEL",
-		"container", args.ContainerID, "ifname", args.IfName)
-	defer closeLog()
-	st := store.New(conf.StateDir)
-	lock, err := st.Lock(args.ContainerID, args.IfName)
+	at, err := plugin.OpenAttachment(PluginName, "DEL", conf.Config, conf.StateDir, args)
 	if err != nil {
 		return err
 	}
-	defer lock.Unlock(true)
+	log, st := at.Log, at.Store
+	defer at.Close(true)
 
 	s := &state{Paths: paths, DeviceInfoFile: conf.RuntimeConfig.DeviceInfoFile}
 	if conf.Backend == BackendOVSDPDK {
