@@ -210,6 +210,9 @@ func (a *addition) plumbBridge(mtu int, podMAC net.HardwareAddr) error {
 		if err := link.SetMaster(pod, br); err != nil {
 			return err
 		}
+		if err := link.DisableLearning(pod, tap); err != nil {
+			return err
+		}
 		return a.step("enslave")
 	})
 }

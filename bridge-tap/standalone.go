@@ -57,7 +57,12 @@ func (a *addition) createPodInterface() error {
 	if err = link.SetMaster(host, br); err != nil {
 		return err
 	}
-	a.hostLinks = []netlink.Link{br, host}
+	// re-read: a new bridge takes its MAC from its first port
+	current, err := link.ByName(conf.Bridge)
+	if err != nil {
+		return err
+	}
+	a.hostLinks = []netlink.Link{current, host}
 	// The veth is ours: put it in the attachment's link group so DEL takes
 	// it (and its host peer) in the same batch as the VM device.
 	err = netns.Do(args.Netns, func() error {

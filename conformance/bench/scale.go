@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/containernetworking/cni/libcni"
 )
 
 // ScaleResult is one concurrency level: N ADDs at once, then N DELs.
@@ -66,10 +68,13 @@ func (e *Env) Scale(ctx context.Context, levels []int) []ScaleResult {
 	return out
 }
 
-// GrowthResult is ADD latency with Present attachments already on the host.
+// GrowthResult is ADD latency with Present attachments already on the
+// host bridge: vm-bridge's, and the reference bridge plugin's on the same
+// (loaded) bridge, to tell vm-bridge's own growth from the kernel's.
 type GrowthResult struct {
 	Present int
 	Add     Sample
+	RefAdd  Sample
 }
 
 // Growth measures ADD p50 (samples ADD+DEL pairs) with 0, 100, 500...
@@ -77,6 +82,11 @@ type GrowthResult struct {
 func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthResult {
 	cni := e.cni()
 	nets := []network{{list: e.conflist("bench-growth", e.vmBridge("tcfilter")), ifName: "eth0"}}
+	ref := e.refBridgePlugin()
+	ref["bridge"] = vmcniBridge
+	ref["isGateway"] = false // the bridge already carries vm-bridge's gateway
+	ref["ipam"] = e.hostLocal("10.242.0.0/16")
+	refNets := []network{{list: e.conflist("bench-growth-ref", ref), ifName: "eth0"}}
 	var background []*pod
 	defer func() {
 		for _, p := range background {
@@ -100,20 +110,31 @@ func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthRe
 		}
 		r := GrowthResult{Present: len(background)}
 		for i := 0; i < samples; i++ {
-			p, err := newPod()
-			if err != nil {
-				continue
-			}
-			t0 := time.Now()
-			err = e.add(ctx, cni, p, nets)
-			d := time.Since(t0)
-			_ = e.del(ctx, cni, p, nets)
-			p.remove()
-			if err == nil {
+			if d, ok := e.timedAdd(ctx, cni, nets); ok {
 				r.Add = append(r.Add, d)
+			}
+			if d, ok := e.timedAdd(ctx, cni, refNets); ok {
+				r.RefAdd = append(r.RefAdd, d)
 			}
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// timedAdd times one ADD of nets in a fresh pod, then deletes it.
+func (e *Env) timedAdd(ctx context.Context, cni *libcni.CNIConfig, nets []network) (time.Duration, bool) {
+	p, err := newPod()
+	if err != nil {
+		return 0, false
+	}
+	defer p.remove()
+	t0 := time.Now()
+	err = e.add(ctx, cni, p, nets)
+	d := time.Since(t0)
+	_ = e.del(ctx, cni, p, nets)
+	if err != nil {
+		e.Log("growth: %v", err)
+	}
+	return d, err == nil
 }

@@ -221,12 +221,15 @@ func CreateMacvtap(m Macvtap) (netlink.Link, error) {
 	return l, SetUp(l)
 }
 
-// CreateBridge creates a bridge (for the in-netns bridge mode) and brings it up.
+// CreateBridge creates a bridge for the in-netns bridge mode, without
+// multicast snooping (it joins one pod interface and one VM device), and
+// brings it up.
 func CreateBridge(name string, mtu int) (netlink.Link, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = name
 	attrs.MTU = mtu
-	br := &netlink.Bridge{LinkAttrs: attrs}
+	snooping := false
+	br := &netlink.Bridge{LinkAttrs: attrs, MulticastSnooping: &snooping}
 	if err := retry(func() error { return netlink.LinkAdd(br) }); err != nil {
 		return nil, fmt.Errorf("create bridge %q: %w", name, err)
 	}
@@ -235,4 +238,16 @@ func CreateBridge(name string, mtu int) (netlink.Link, error) {
 		return nil, err
 	}
 	return l, SetUp(l)
+}
+
+// DisableLearning turns MAC learning off on bridge ports. For a bridge that
+// only ever joins two ports (a pod interface and a VM device), flooding is
+// forwarding, and the per-frame FDB update is saved.
+func DisableLearning(ports ...netlink.Link) error {
+	for _, p := range ports {
+		if err := retry(func() error { return netlink.LinkSetLearning(p, false) }); err != nil {
+			return fmt.Errorf("disable learning on %q: %w", p.Attrs().Name, err)
+		}
+	}
+	return nil
 }

@@ -25,9 +25,10 @@ func main() {
 	n := flag.Int("n", 40, "samples per control-plane scenario")
 	scale := flag.String("scale", "1,10,50,200", "concurrency levels")
 	growth := flag.String("growth", "0,100,500", "attachments present for the growth test")
-	dp := flag.Duration("dp", 2*time.Second, "duration of each data-plane measurement")
+	dp := flag.Duration("dp", time.Second, "duration of each data-plane measurement")
+	rounds := flag.Int("rounds", 5, "data-plane rounds (the median is reported)")
 	flag.Parse()
-	if err := run(*bin, *out, *n, ints(*scale), ints(*growth), *dp); err != nil {
+	if err := run(*bin, *out, *n, ints(*scale), ints(*growth), *dp, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "vmcni-bench:", err)
 		os.Exit(1)
 	}
@@ -43,7 +44,7 @@ func ints(s string) []int {
 	return out
 }
 
-func run(bin, out string, n int, scale, growth []int, dp time.Duration) error {
+func run(bin, out string, n int, scale, growth []int, dp time.Duration, rounds int) error {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return err
@@ -73,7 +74,7 @@ func run(bin, out string, n int, scale, growth []int, dp time.Duration) error {
 		return err
 	}
 	logf("data plane")
-	if r.DataPlane, err = env.DataPlane(ctx, dp); err != nil {
+	if r.DataPlane, err = env.DataPlane(ctx, dp, rounds); err != nil {
 		return err
 	}
 
