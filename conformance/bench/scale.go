@@ -75,6 +75,9 @@ type GrowthResult struct {
 	Present int
 	Add     Sample
 	RefAdd  Sample
+	// StaticAdd is vm-bridge with the static IPAM plugin (no lease scan):
+	// what is left is vm-bridge's and the kernel's.
+	StaticAdd Sample
 }
 
 // Growth measures ADD p50 (samples ADD+DEL pairs) with 0, 100, 500...
@@ -85,8 +88,13 @@ func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthRe
 	ref := e.refBridgePlugin()
 	ref["bridge"] = vmcniBridge
 	ref["isGateway"] = false // the bridge already carries vm-bridge's gateway
-	ref["ipam"] = e.hostLocal("10.242.0.0/16")
-	refNets := []network{{list: e.conflist("bench-growth-ref", ref), ifName: "eth0"}}
+	ref["ipam"] = e.hostLocal("10.240.0.0/16")
+	// same network name and IPAM as vm-bridge's: host-local scans every
+	// lease of the network on each ADD, and both must pay for the same ones
+	refNets := []network{{list: e.conflist("bench-growth", ref), ifName: "eth0"}}
+	static := e.vmBridge("tcfilter")
+	static["ipam"] = map[string]any{"type": "static", "addresses": []map[string]string{{"address": "10.243.0.2/16"}}}
+	staticNets := []network{{list: e.conflist("bench-growth-static", static), ifName: "eth0"}}
 	var background []*pod
 	defer func() {
 		for _, p := range background {
@@ -115,6 +123,9 @@ func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthRe
 			}
 			if d, ok := e.timedAdd(ctx, cni, refNets); ok {
 				r.RefAdd = append(r.RefAdd, d)
+			}
+			if d, ok := e.timedAdd(ctx, cni, staticNets); ok {
+				r.StaticAdd = append(r.StaticAdd, d)
 			}
 		}
 		out = append(out, r)
