@@ -12,7 +12,7 @@ require (
 	github.com/vishvananda/netns v0.0.5
 	go.fd.io/govpp v0.12.0
 	golang.org/x/net v0.43.0
-	golang.org/x/sys v0.35.0
+	golang.org/x/sys v0.45.0
 )
 
 require (
@@ -28,6 +28,7 @@ require (
 	github.com/networkplumbing/go-nft v0.4.0 // indirect
 	github.com/opencontainers/selinux v1.13.0 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
-	golang.org/x/sync v0.16.0 // indirect
+	go.etcd.io/bbolt v1.5.0 // indirect
+	golang.org/x/sync v0.20.0 // indirect
 	sigs.k8s.io/knftables v0.0.18 // indirect
 )

@@ -84,8 +84,15 @@ func TestAddCheckDelOVS(t *testing.T) {
 	before := testutil.TakeSnapshot(t, []string{filepath.Join(w.dir, "state"), filepath.Join(w.dir, "ipam")})
 	var out strings.Builder
 	p := vhostuser.New(plugin.WithStdout(&out))
-	if err := p.Add(args(w.conf(nil), "c1")); err != nil {
+	devInfo := filepath.Join(t.TempDir(), "devinfo.json")
+	withDevInfo := w.conf(map[string]any{"runtimeConfig": map[string]any{"CNIDeviceInfoFile": devInfo}})
+	if err := p.Add(args(withDevInfo, "c1")); err != nil {
 		t.Fatalf("ADD: %v", err)
+	}
+	var info hint.DeviceInfo
+	if data, err := os.ReadFile(devInfo); err != nil || json.Unmarshal(data, &info) != nil ||
+		info.Type != "vhost-user" || info.VhostUser == nil || info.VhostUser.Mode != "server" {
+		t.Fatalf("device-info file: %+v %v", info, err)
 	}
 	h, err := hint.Read(filepath.Join(w.dir, "state"), "c1", "net1")
 	if err != nil || h.Kind != hint.KindVhostUser || h.VhostUser.Queues != 2 || h.Guest.MTU != 1400 || len(h.Guest.IPs) != 1 {
@@ -125,9 +132,12 @@ func TestAddCheckDelOVS(t *testing.T) {
 		t.Fatalf("CHECK: %v", err)
 	}
 	for i := 0; i < 2; i++ {
-		if err := p.Del(args(w.conf(nil), "c1")); err != nil {
+		if err := p.Del(args(withDevInfo, "c1")); err != nil {
 			t.Fatalf("DEL %d: %v", i, err)
 		}
+	}
+	if testutil.FileExists(devInfo) {
+		t.Fatal("DEL left the device-info file")
 	}
 	if err := p.Del(args(w.conf(nil), "never")); err != nil {
 		t.Fatalf("DEL without ADD: %v", err)
