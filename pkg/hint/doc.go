@@ -1,7 +1,8 @@
 // Package hint is vmcni's result contract (version 1): what every vmcni plugin
 // tells a VM runtime about the device the guest must attach, and where.
 //
-// A plugin reports an attachment three ways, all describing the same device.
+// A plugin reports an attachment three ways (four for devices in a netns),
+// all describing the same device.
 //
 // 1. The CNI result. The entry for CNI_IFNAME (the pod interface the runtime
 // already knows: containerd, CRI-O and podman read the pod IP from it) keeps
@@ -36,6 +37,11 @@
 // for the kinds that spec covers: vhost-user (type "vhost-user"), memif
 // (type "memif") and vfio (type "pci"). Taps and macvtaps have no device-info
 // type and get none.
+//
+// 4. For runtimes that only scan the netns (Kata-style), every tap and
+// macvtap a vmcni plugin creates carries the alias
+// "vmcni:guest-mac=<mac>;queues=<n>" (DeviceAlias); vmnet.PlanFromNetns
+// reads it.
 //
 // Example hint file of a tcfilter attachment made by vm-bridge:
 //
