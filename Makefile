@@ -12,7 +12,7 @@ PLUGINS   := $(notdir $(wildcard plugins/*))
 LINT      := .cache/tools/golangci-lint
 LINT_VERSION := v2.15.0
 
-.PHONY: all build ref install test test-unit deps guest demo lint bench clean
+.PHONY: all build ref install test test-unit fuzz deps guest demo lint bench clean
 
 all: build
 
@@ -43,6 +43,16 @@ guest: deps
 # time (-p 1): each test compares whole-host snapshots.
 test: deps guest
 	VMCNI_GUEST_DIR=$(GUEST_DIR) $(GO) test -p 1 -count=1 -timeout 30m ./...
+
+# Every fuzz target briefly (config parsers and the hint decoder); crashers
+# land in testdata/fuzz and become regression tests.
+FUZZTIME ?= 10s
+FUZZ_TARGETS := ./bridge-tap/:FuzzParseConfig ./vhostuser/:FuzzParseConfig ./sriov/:FuzzParseConfig \
+	./vpp/:FuzzParseConfig ./pkg/hint/:FuzzDecode
+fuzz:
+	for t in $(FUZZ_TARGETS); do \
+	  $(GO) test $${t%%:*} -run XXX -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; \
+	done
 
 # Tests that need neither root nor a guest image.
 test-unit:

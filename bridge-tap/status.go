@@ -35,7 +35,7 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 	if err := unix.Access(conf.StateDir, unix.W_OK); err != nil {
 		return cnierr.Unavailable("state dir %q not writable: %w", conf.StateDir, err)
 	}
-	if !conf.Chained() {
+	if conf.IPAM.Type != "" { // STATUS never carries prevResult: chained configs have no ipam
 		if err := (ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}).Status(context.Background()); err != nil {
 			return cnierr.Unavailable("%w", err)
 		}

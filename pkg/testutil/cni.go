@@ -7,6 +7,8 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+
+	conflistpkg "github.com/vmcni/vmcni/pkg/conflist"
 )
 
 // CNI drives real plugin binaries through libcni, as container runtimes do.
@@ -19,7 +21,7 @@ type CNI struct {
 // private result cache.
 func NewCNI(t testing.TB, binDir string, conflist []byte) *CNI {
 	t.Helper()
-	list, err := libcni.NetworkConfFromBytes(conflist) // a conflist or a single config
+	list, err := conflistpkg.Parse(conflist)
 	if err != nil {
 		t.Fatalf("parse conflist: %v\n%s", err, conflist)
 	}

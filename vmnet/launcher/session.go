@@ -22,6 +22,7 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/vmcni/vmcni/pkg/conflist"
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/logging"
 	"github.com/vmcni/vmcni/pkg/netns"
@@ -135,9 +136,9 @@ func Start(ctx context.Context, opts Options) (*Session, error) {
 
 func (s *Session) start(ctx context.Context) error {
 	o := &s.opts
-	list, err := libcni.NetworkConfFromBytes(o.Conflist) // a conflist or a single config
+	list, err := conflist.Parse(o.Conflist)
 	if err != nil {
-		return fmt.Errorf("parse conflist: %w", err)
+		return err
 	}
 	s.list = list
 	s.cni = libcni.NewCNIConfigWithCacheDir(o.CNIPath, "", nil)

@@ -1,0 +1,263 @@
+package conformance_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/vmcni/vmcni/conformance"
+	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/pkg/testutil"
+)
+
+var subnetSeq = make(chan int, 1)
+
+func init() { subnetSeq <- 0 }
+
+// nextSubnet hands each suite run its own 10.231.x.0/24.
+func nextSubnet() string {
+	n := <-subnetSeq
+	subnetSeq <- n + 1
+	return fmt.Sprintf("10.231.%d.0/24", n%250)
+}
+
+// env is one suite run's private world: a host bridge, a subnet, state and
+// IPAM dirs.
+type env struct {
+	t        *testing.T
+	bin      string
+	bridge   string
+	subnet   string
+	stateDir string
+	ipamDir  string
+	sockDir  string
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	testutil.RequiresRoot(t)
+	dir := t.TempDir()
+	e := &env{
+		t: t, bin: testutil.Binaries(t), bridge: testutil.UniqueName("vmctbr"), subnet: nextSubnet(),
+		stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"), sockDir: filepath.Join(dir, "sock"),
+	}
+	t.Cleanup(func() { _ = link.DeleteByName(e.bridge) })
+	return e
+}
+
+func (e *env) ipam() map[string]any {
+	return map[string]any{
+		"type": "host-local", "dataDir": e.ipamDir, "ranges": [][]map[string]string{{{"subnet": e.subnet}}},
+		"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+	}
+}
+
+func (e *env) vmBridge(mode string) map[string]any {
+	return map[string]any{"type": "vm-bridge", "mode": mode, "bridge": e.bridge, "isGateway": true, "stateDir": e.stateDir, "ipam": e.ipam()}
+}
+
+func (e *env) refBridge() map[string]any {
+	return map[string]any{"type": "bridge", "bridge": e.bridge, "isGateway": true, "ipam": e.ipam()}
+}
+
+func conflist(name string, plugins ...map[string]any) []byte {
+	data, _ := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": name, "plugins": plugins})
+	return data
+}
+
+func mustJSON(v any) []byte {
+	data, _ := json.Marshal(v)
+	return data
+}
+
+// run runs the suite and fails t for each failed check. The report is
+// logged, and written to $VMCNI_CONFORMANCE_REPORT_DIR/<name>.{txt,json}
+// when that is set (to publish it).
+func (e *env) run(cfg conformance.Config) *conformance.Report {
+	e.t.Helper()
+	cfg.BinDirs = append(cfg.BinDirs, e.bin)
+	cfg.IgnoreLinks = append(cfg.IgnoreLinks, e.bridge)
+	cfg.WatchDirs = append(cfg.WatchDirs, e.stateDir, e.ipamDir, e.sockDir)
+	if cfg.Parallel == 0 {
+		cfg.Parallel = 6
+	}
+	rep, err := conformance.Run(context.Background(), cfg)
+	if err != nil {
+		e.t.Fatalf("run suite: %v", err)
+	}
+	e.t.Log("\n" + rep.Text())
+	if dir := os.Getenv("VMCNI_CONFORMANCE_REPORT_DIR"); dir != "" {
+		name := strings.NewReplacer("/", "_").Replace(e.t.Name())
+		js, _ := rep.JSON()
+		_ = os.WriteFile(filepath.Join(dir, name+".json"), js, 0o644)
+		_ = os.WriteFile(filepath.Join(dir, name+".txt"), []byte(rep.Text()), 0o644)
+	}
+	return rep
+}
+
+func assertPassed(t *testing.T, rep *conformance.Report, mustRun ...string) {
+	t.Helper()
+	for _, c := range rep.Failed() {
+		t.Errorf("check %s failed: %s\n%s", c.Name, c.Reason, strings.Join(c.Details, "\n"))
+	}
+	for _, name := range mustRun {
+		if c, ok := rep.Check(name); !ok || c.Status != conformance.Pass {
+			t.Errorf("check %s: want pass, got %+v", name, c)
+		}
+	}
+}
+
+var modes = []string{"tcfilter", "bridge", "macvtap"}
+
+// protocolChecks must pass (not only not fail) on every plugin tested here.
+var protocolChecks = []string{
+	conformance.CheckVersion, conformance.CheckLifecycle, conformance.CheckResultInterfaces, conformance.CheckStdout,
+	conformance.CheckResultVersions, conformance.CheckDelWithoutAdd, conformance.CheckDelNetnsGone,
+	conformance.CheckErrMalformed, conformance.CheckErrVersion, conformance.CheckErrEnv, conformance.CheckStatus,
+	conformance.CheckConcurrency,
+}
+
+func TestVMBridgeStandalone(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			bad := e.vmBridge("nosuchmode")
+			bad["cniVersion"], bad["name"] = "1.1.0", "vmct-bad"
+			badMTU := e.vmBridge(mode)
+			badMTU["cniVersion"], badMTU["name"], badMTU["mtu"] = "1.1.0", "vmct-bad", 20
+			rep := e.run(conformance.Config{
+				Conflist:       conflist("vmct-sa-"+mode, e.vmBridge(mode)),
+				InvalidConfigs: [][]byte{mustJSON(bad), mustJSON(badMTU)},
+			})
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckFailedAdd,
+				conformance.CheckErrInvalidConfig, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
+		})
+	}
+}
+
+func TestVMBridgeChainedAfterBridge(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			chained := map[string]any{"type": "vm-bridge", "mode": mode, "stateDir": e.stateDir}
+			bad := map[string]any{"cniVersion": "1.1.0", "name": "vmct-bad", "type": "vm-bridge", "mode": mode, "queues": 0}
+			rep := e.run(conformance.Config{
+				Conflist:       conflist("vmct-ch-"+mode, e.refBridge(), chained),
+				InvalidConfigs: [][]byte{mustJSON(bad)},
+				Skip: map[string]string{
+					conformance.CheckGCValid:     refNoGC,
+					conformance.CheckGCLegacyKey: refNoGC,
+				},
+			})
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckFailedAdd, conformance.CheckErrInvalidConfig)...)
+		})
+	}
+}
+
+// refNoGC is why GC checks are declared not applicable when the reference
+// bridge plugin and host-local are in the chain.
+const refNoGC = "reference bridge and host-local v1.9.1 do not implement GC (/* FIXME GC */ in their main.go): a stale attachment's host-local lease stays"
+
+func TestVhostUserBackendNone(t *testing.T) {
+	e := newEnv(t)
+	conf := map[string]any{"type": "vm-vhostuser", "backend": "none", "socketDir": e.sockDir, "stateDir": e.stateDir}
+	bad := map[string]any{"cniVersion": "1.1.0", "name": "vmct-bad", "type": "vm-vhostuser", "backend": "bogus"}
+	badDir := map[string]any{"cniVersion": "1.1.0", "name": "vmct-bad", "type": "vm-vhostuser", "backend": "none", "socketDir": "relative/dir"}
+	rep := e.run(conformance.Config{
+		Conflist:       conflist("vmct-vhu", conf),
+		InvalidConfigs: [][]byte{mustJSON(bad), mustJSON(badDir)},
+	})
+	assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
+		conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
+	if c, _ := rep.Check(conformance.CheckFailedAdd); c.Status != conformance.Skip {
+		t.Errorf("%s: vm-vhostuser makes no netns interface, want skip, got %+v", conformance.CheckFailedAdd, c)
+	}
+}
+
+// TestReferenceBridge runs the suite on the reference bridge plugin: it
+// passes every check that applies, which shows the suite asks nothing the
+// CNI spec does not.
+func TestReferenceBridge(t *testing.T) {
+	e := newEnv(t)
+	rep := e.run(conformance.Config{
+		Conflist: conflist("vmct-ref", e.refBridge()),
+		Skip: map[string]string{
+			conformance.CheckGCValid:     refNoGC,
+			conformance.CheckGCLegacyKey: refNoGC,
+		},
+	})
+	assertPassed(t, rep, append(protocolChecks, conformance.CheckFailedAdd)...)
+	if c, _ := rep.Check(conformance.CheckVMHint); c.Status != conformance.Skip {
+		t.Errorf("vm-hint on the reference bridge: want skip (no VM device), got %+v", c)
+	}
+}
+
+// TestBrokenPlugin shows the suite catches a plugin that leaks a host link
+// or prints junk on stdout, and blames the right checks.
+func TestBrokenPlugin(t *testing.T) {
+	e := newEnv(t)
+	badDir := t.TempDir()
+	cmd := exec.Command("go", "build", "-o", filepath.Join(badDir, "vmct-bad"), "./conformance/testdata/badplugin")
+	cmd.Dir = testutil.ModuleRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build badplugin: %v\n%s", err, out)
+	}
+	leakPrefix := testutil.UniqueName("vmctlk")[:9]
+	t.Cleanup(func() {
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			if strings.HasPrefix(l.Attrs().Name, leakPrefix) {
+				_ = netlink.LinkDel(l)
+			}
+		}
+	})
+	t.Run("leak", func(t *testing.T) {
+		rep := e.run(conformance.Config{
+			BinDirs:  []string{badDir},
+			Conflist: conflist("vmct-leak", map[string]any{"type": "vmct-bad", "misbehave": "leak", "leakPrefix": leakPrefix}),
+			Parallel: 2,
+		})
+		expect(t, rep, conformance.CheckVersion, conformance.Pass, "")
+		expect(t, rep, conformance.CheckDelWithoutAdd, conformance.Pass, "")
+		expect(t, rep, conformance.CheckLifecycle, conformance.Fail, "+ link "+leakPrefix)
+		expect(t, rep, conformance.CheckResultInterfaces, conformance.Fail, `"eth0"`)
+		expect(t, rep, conformance.CheckDelNetnsGone, conformance.Fail, "+ link "+leakPrefix)
+		expect(t, rep, conformance.CheckConcurrency, conformance.Fail, "+ link "+leakPrefix)
+		expect(t, rep, conformance.CheckErrMalformed, conformance.Fail, "code 999")
+		expect(t, rep, conformance.CheckErrEnv, conformance.Fail, "")
+		expect(t, rep, conformance.CheckVMHint, conformance.Skip, "")
+	})
+	t.Run("junk", func(t *testing.T) {
+		rep := e.run(conformance.Config{
+			BinDirs:  []string{badDir},
+			Conflist: conflist("vmct-junk", map[string]any{"type": "vmct-bad", "misbehave": "junk"}),
+			Parallel: 2,
+		})
+		expect(t, rep, conformance.CheckVersion, conformance.Pass, "")
+		expect(t, rep, conformance.CheckStdout, conformance.Fail, "plugin says hello")
+		expect(t, rep, conformance.CheckLifecycle, conformance.Fail, "ADD")
+		expect(t, rep, conformance.CheckResultVersions, conformance.Fail, "")
+	})
+}
+
+// expect checks one check's status and that its reason or details contain
+// text.
+func expect(t *testing.T, rep *conformance.Report, name string, want conformance.Status, text string) {
+	t.Helper()
+	c, ok := rep.Check(name)
+	if !ok {
+		t.Errorf("check %s did not run", name)
+		return
+	}
+	all := c.Reason + "\n" + strings.Join(c.Details, "\n")
+	if c.Status != want || !strings.Contains(all, text) {
+		t.Errorf("check %s: want %s mentioning %q, got %s: %s", name, want, text, c.Status, all)
+	}
+}

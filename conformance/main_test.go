@@ -1,0 +1,9 @@
+package conformance_test
+
+import (
+	"testing"
+
+	"github.com/vmcni/vmcni/pkg/testutil"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }

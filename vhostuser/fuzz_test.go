@@ -1,0 +1,45 @@
+package vhostuser_test
+
+import (
+	"testing"
+
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/vhostuser"
+)
+
+// FuzzParseConfig feeds arbitrary stdin to ParseConfig and Validate, and
+// the accepted socketDir to PathsFor: they must never panic, ParseConfig
+// fails only with code 6 and Validate only with code 7.
+//
+//	go test ./vhostuser/ -run XXX -fuzz FuzzParseConfig -fuzztime 5s
+func FuzzParseConfig(f *testing.F) {
+	for _, seed := range []string{
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-vhostuser","backend":"ovs-dpdk","bridge":"br0"}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-vhostuser","backend":"ovs-dpdk","bridge":"br-dpdk","ovsdb":"tcp:127.0.0.1:6640","ovsTimeout":10,"vlan":100,"mtu":9000,"queues":4,"mac":"02:00:00:00:00:01"}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-vhostuser","backend":"none","mode":"client","socketDir":"/run/vmcni/vhu","socketDirMode":"0770","group":"0","stateDir":"/var/lib/x"}`,
+		`{"cniVersion":"1.0.0","name":"n","type":"vm-vhostuser","backend":"none","runtimeConfig":{"mac":"02:00:00:00:00:02","CNIDeviceInfoFile":"/tmp/d"},"logFile":"/tmp/l","logLevel":"info"}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-vhostuser","backend":"none","prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"sock","sandbox":"c1","socketPath":"/run/x/sock"}]}}`,
+	} {
+		f.Add([]byte(seed), "c1", "eth0")
+	}
+	f.Fuzz(func(t *testing.T, stdin []byte, containerID, ifName string) {
+		conf, err := vhostuser.ParseConfig(stdin)
+		if err != nil {
+			if c := cnierr.Code(err); c != 6 {
+				t.Fatalf("ParseConfig error with code %d: %v", c, err)
+			}
+			return
+		}
+		if err := conf.Validate(); err != nil {
+			if c := cnierr.Code(err); c != 7 {
+				t.Fatalf("Validate error with code %d: %v", c, err)
+			}
+			return
+		}
+		if _, err := vhostuser.PathsFor(conf.SocketDir, containerID, ifName); err != nil {
+			if c := cnierr.Code(err); c != 4 && c != 7 {
+				t.Fatalf("PathsFor error with code %d: %v", c, err)
+			}
+		}
+	})
+}
