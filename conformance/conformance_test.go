@@ -142,6 +142,34 @@ func TestVMBridgeStandalone(t *testing.T) {
 	}
 }
 
+// TestVMBridgeFollowedByMetaPlugins: vm-bridge followed by the reference
+// tuning (sysctl and MTU on the pod interface) and bandwidth (tc shaping on
+// the host veth, ingress through an ifb) meta plugins, in every mode.
+func TestVMBridgeFollowedByMetaPlugins(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			tuning := map[string]any{"type": "tuning", "sysctl": map[string]string{"net.ipv4.conf.eth0.arp_notify": "1"}}
+			if mode != "tcfilter" {
+				// A bridge port or a passthru macvtap's lower device is
+				// promiscuous, and tuning's CHECK compares promisc even when
+				// unset (default false): say what the pod interface is.
+				tuning["promisc"] = true
+			}
+			bandwidth := map[string]any{"type": "bandwidth",
+				"ingressRate": 100_000_000, "ingressBurst": 1_000_000, "egressRate": 100_000_000, "egressBurst": 1_000_000}
+			rep := e.run(conformance.Config{
+				Conflist: conflist("vmct-meta-"+mode, e.vmBridge(mode), tuning, bandwidth),
+				Skip: map[string]string{
+					conformance.CheckGCValid:     "reference tuning and bandwidth v1.9.1 do not implement GC",
+					conformance.CheckGCLegacyKey: "reference tuning and bandwidth v1.9.1 do not implement GC",
+				},
+			})
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint)...)
+		})
+	}
+}
+
 func TestVMBridgeChainedAfterBridge(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {

@@ -12,4 +12,6 @@ import (
 	_ "github.com/containernetworking/plugins/plugins/main/bridge"
 	_ "github.com/containernetworking/plugins/plugins/main/ptp"
 	_ "github.com/containernetworking/plugins/plugins/main/tap"
+	_ "github.com/containernetworking/plugins/plugins/meta/bandwidth"
+	_ "github.com/containernetworking/plugins/plugins/meta/tuning"
 )

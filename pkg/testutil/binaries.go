@@ -15,6 +15,8 @@ var referencePackages = []string{
 	"github.com/containernetworking/plugins/plugins/main/bridge",
 	"github.com/containernetworking/plugins/plugins/main/ptp",
 	"github.com/containernetworking/plugins/plugins/main/tap",
+	"github.com/containernetworking/plugins/plugins/meta/tuning",
+	"github.com/containernetworking/plugins/plugins/meta/bandwidth",
 	"github.com/containernetworking/plugins/plugins/ipam/host-local",
 	"github.com/containernetworking/plugins/plugins/ipam/static",
 	"github.com/containernetworking/cni/cnitool",
