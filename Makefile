@@ -17,7 +17,7 @@ LINT_VERSION := v2.15.0
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN)/ ./plugins/... ./vmnet/cmd/...
+	$(GO) build -trimpath -o $(BIN)/ ./plugins/... ./vmnet/cmd/... ./cnm-adapter/cmd/... ./conformance/cmd/vmcni-conformance
 
 # The reference plugins (versions pinned in go.mod) the demo, tests and
 # benchmarks run next to vmcni.

@@ -14,6 +14,7 @@ import (
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
 	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/masq"
 	"github.com/vmcni/vmcni/pkg/testutil"
 )
@@ -247,6 +248,44 @@ func TestStaticIPAMAndLogFile(t *testing.T) {
 	data, err := os.ReadFile(logFile)
 	if err != nil || !strings.Contains(string(data), `"msg":"ADD done"`) || !strings.Contains(string(data), `"msg":"DEL done"`) {
 		t.Fatalf("log file: %v\n%s", err, data)
+	}
+	e.assertClean()
+}
+
+// TestHostBridgeMACIsStable: the host bridge vm-bridge creates keeps one
+// MAC while pods come and go (a bridge without an explicit MAC takes its
+// lowest port's, and every pod's ARP entry for the gateway goes stale).
+func TestHostBridgeMACIsStable(t *testing.T) {
+	e := newEnv(t)
+	cni := e.cni("1.1.0", e.vmBridge(bridgetap.ModeTCFilter, nil))
+	var rts []*libcni.RuntimeConf
+	var macs []string
+	for i := 0; i < 4; i++ {
+		rt := testutil.Runtime(testutil.UniqueName("mac"), testutil.NewNS(t).Path, "eth0")
+		if _, err := cni.Add(rt); err != nil {
+			t.Fatal(err)
+		}
+		rts = append(rts, rt)
+		br, err := link.ByName(e.bridge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		macs = append(macs, br.Attrs().HardwareAddr.String())
+	}
+	for _, rt := range rts[:3] {
+		if err := cni.Del(rt); err != nil {
+			t.Fatal(err)
+		}
+		br, _ := link.ByName(e.bridge)
+		macs = append(macs, br.Attrs().HardwareAddr.String())
+	}
+	for _, m := range macs {
+		if m != macs[0] {
+			t.Fatalf("host bridge MAC changed: %v", macs)
+		}
+	}
+	if err := cni.Del(rts[3]); err != nil {
+		t.Fatal(err)
 	}
 	e.assertClean()
 }

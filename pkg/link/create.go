@@ -67,6 +67,10 @@ func EnsureBridge(name string, mtu int) (br *netlink.Bridge, created bool, err e
 	attrs.Name = name
 	attrs.MTU = mtu
 	attrs.TxQLen = -1
+	// A bridge without an explicit MAC takes its lowest port's, and changes
+	// it as pods come and go: every pod's ARP entry for the gateway then
+	// points at a MAC the bridge no longer owns until it expires. Fix it.
+	attrs.HardwareAddr = RandomMAC()
 	newBr := &netlink.Bridge{LinkAttrs: attrs}
 	err = retry(func() error { return netlink.LinkAdd(newBr) })
 	if errors.Is(err, syscall.EEXIST) {

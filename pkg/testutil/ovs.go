@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 // OVS is a private OVS-DPDK instance (own rundir, database, DPDK file
@@ -17,6 +19,9 @@ type OVS struct {
 	Dir    string
 	DB     string // "unix:<dir>/db.sock", for ovs-vsctl --db and plugin configs
 	prefix string
+	// kernelLinks are the kernel devices the netdev datapath creates (one
+	// per bridge, and ovs-netdev) and leaves behind when it stops.
+	kernelLinks []string
 }
 
 const ovsVswitchdDPDK = "/usr/lib/openvswitch-switch-dpdk/ovs-vswitchd-dpdk"
@@ -42,6 +47,9 @@ func StartOVS(t testing.TB) *OVS {
 		t.Fatal(err)
 	}
 	o := &OVS{t: t, Dir: dir, DB: "unix:" + filepath.Join(dir, "db.sock"), prefix: UniqueName("vmct")}
+	if !linkExists("ovs-netdev") {
+		o.kernelLinks = append(o.kernelLinks, "ovs-netdev")
+	}
 	t.Cleanup(o.stop)
 	o.run("ovsdb-tool", "create", filepath.Join(dir, "conf.db"), "/usr/share/openvswitch/vswitch.ovsschema")
 	o.run("ovsdb-server", filepath.Join(dir, "conf.db"), "--remote=punix:"+filepath.Join(dir, "db.sock"),
@@ -86,6 +94,16 @@ func (o *OVS) stop() {
 	waitGone(filepath.Join(o.Dir, "ovsdb.pid"))
 	_ = os.RemoveAll(o.Dir)
 	_ = os.RemoveAll("/var/run/dpdk/" + o.prefix)
+	for _, name := range o.kernelLinks {
+		if l, err := netlink.LinkByName(name); err == nil {
+			_ = netlink.LinkDel(l)
+		}
+	}
+}
+
+func linkExists(name string) bool {
+	_, err := netlink.LinkByName(name)
+	return err == nil
 }
 
 func waitGone(pidfile string) {
@@ -113,6 +131,7 @@ func (o *OVS) Vsctl(args ...string) string {
 func (o *OVS) AddBridge(name string) {
 	o.t.Helper()
 	o.Vsctl("add-br", name, "--", "set", "bridge", name, "datapath_type=netdev")
+	o.kernelLinks = append(o.kernelLinks, name)
 }
 
 // String names the instance.
