@@ -52,7 +52,7 @@ JSON
   # the host-side service the guest will fetch, on this mode's gateway
   "$BIN"/vmnet run --conflist "$WORK/$mode.conflist" --cni-path "$WORK/cni" --probe-gateway \
       --probe-tcp "$gw:$PORT" -- bash -c '
-    step() { printf "  %-22s %s\n" "$1" "$2"; }
+    step() { printf "  %-24s %s\n" "$1" "$2"; }  # "→" is 3 bytes, 1 column
     summary=$(ping -c 3 -i 0.3 -W 2 "$VMNET_GUEST_IP" | awk "/packets transmitted/ {tx=\$1; rx=\$4} /rtt/ {split(\$4,a,\"/\"); avg=a[2]} END {printf \"%s/%s replies, avg %s ms\", rx, tx, avg}")
     step "host → guest ping" "$VMNET_GUEST_IP: $summary"
     body=$(curl -s -m 5 "http://$VMNET_GUEST_IP:8080/" | grep -o "vmcni-guest-ok" | head -1)
