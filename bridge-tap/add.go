@@ -30,6 +30,9 @@ type addition struct {
 	st    *state
 	undo  undo.Stack
 
+	// tapMAC is the tap's own MAC (tcfilter, bridge), for the result.
+	tapMAC string
+
 	// standalone only
 	ipam      *pendingIPAM
 	hostLinks []netlink.Link // the host bridge and the host end of the veth

@@ -79,7 +79,7 @@ func (a *addition) completeHint(h *hint.Hint, res *current.Result, podIf int) er
 
 func (a *addition) tapHint() *hint.Tap {
 	return &hint.Tap{
-		Name: a.st.Names.Tap, Netns: a.args.Netns, Queues: a.conf.Queues,
+		Name: a.st.Names.Tap, MAC: a.tapMAC, Netns: a.args.Netns, Queues: a.conf.Queues,
 		VnetHdr: *a.conf.VnetHdr, Wiring: a.conf.Mode,
 	}
 }
@@ -104,6 +104,7 @@ func (a *addition) createTap(mtu int) (netlink.Link, error) {
 	if err := a.markDevice(tap); err != nil {
 		return nil, err
 	}
+	a.tapMAC = tap.Attrs().HardwareAddr.String()
 	return tap, a.step("tap")
 }
 

@@ -55,7 +55,11 @@ type Hint struct {
 // with TUNSETIFF IFF_TAP|IFF_NO_PI, plus IFF_VNET_HDR when VnetHdr and
 // IFF_MULTI_QUEUE once per queue when Queues > 1.
 type Tap struct {
-	Name    string `json:"name"`
+	Name string `json:"name"`
+	// MAC is the tap device's own MAC (not the guest's); reported on the
+	// device interface of the result (podman rejects sandboxed interfaces
+	// without one).
+	MAC     string `json:"mac,omitempty"`
 	Netns   string `json:"netns"`
 	Queues  int    `json:"queues"`
 	VnetHdr bool   `json:"vnetHdr"`

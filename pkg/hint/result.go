@@ -25,8 +25,12 @@ func AppendToResult(res *current.Result, h *Hint, podIf int) (int, error) {
 	}
 	switch h.Kind {
 	case KindTap:
+		mac := h.Tap.MAC
+		if mac == "" {
+			mac = h.Guest.MAC
+		}
 		res.Interfaces = append(res.Interfaces, &current.Interface{
-			Name: h.Tap.Name, Mtu: h.Guest.MTU, Sandbox: h.Tap.Netns,
+			Name: h.Tap.Name, Mac: mac, Mtu: h.Guest.MTU, Sandbox: h.Tap.Netns,
 		})
 	case KindMacvtap:
 		res.Interfaces = append(res.Interfaces, &current.Interface{
