@@ -173,7 +173,10 @@ func (c *NetConf) Validate() error {
 	if c.OVSTimeout < 1 || c.OVSTimeout > 300 {
 		return cnierr.Config("ovsTimeout %d is outside 1-300 seconds", c.OVSTimeout)
 	}
-	return c.Config.Validate()
+	if err := c.Config.Validate(); err != nil {
+		return cnierr.Config("%w", err)
+	}
+	return nil
 }
 
 func lookupGroup(g string) (int, error) {
