@@ -170,6 +170,29 @@ func TestVMBridgeFollowedByMetaPlugins(t *testing.T) {
 	}
 }
 
+// TestVMBridgeFollowedByPortmapAndFirewall: vm-bridge followed by the
+// reference portmap and firewall (iptables backend) plugins, in every mode.
+func TestVMBridgeFollowedByPortmapAndFirewall(t *testing.T) {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("skipped: portmap and firewall need iptables (apt-get install iptables)")
+	}
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			portmap := map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true}
+			firewall := map[string]any{"type": "firewall", "backend": "iptables"}
+			rep := e.run(conformance.Config{
+				Conflist: conflist("vmct-pf-"+mode, e.vmBridge(mode), portmap, firewall),
+				Skip: map[string]string{
+					conformance.CheckGCValid:     "reference portmap and firewall v1.9.1 do not implement GC",
+					conformance.CheckGCLegacyKey: "reference portmap and firewall v1.9.1 do not implement GC",
+				},
+			})
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint)...)
+		})
+	}
+}
+
 func TestVMBridgeChainedAfterBridge(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {

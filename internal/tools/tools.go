@@ -13,5 +13,7 @@ import (
 	_ "github.com/containernetworking/plugins/plugins/main/ptp"
 	_ "github.com/containernetworking/plugins/plugins/main/tap"
 	_ "github.com/containernetworking/plugins/plugins/meta/bandwidth"
+	_ "github.com/containernetworking/plugins/plugins/meta/firewall"
+	_ "github.com/containernetworking/plugins/plugins/meta/portmap"
 	_ "github.com/containernetworking/plugins/plugins/meta/tuning"
 )

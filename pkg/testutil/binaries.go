@@ -17,6 +17,8 @@ var referencePackages = []string{
 	"github.com/containernetworking/plugins/plugins/main/tap",
 	"github.com/containernetworking/plugins/plugins/meta/tuning",
 	"github.com/containernetworking/plugins/plugins/meta/bandwidth",
+	"github.com/containernetworking/plugins/plugins/meta/portmap",
+	"github.com/containernetworking/plugins/plugins/meta/firewall",
 	"github.com/containernetworking/plugins/plugins/ipam/host-local",
 	"github.com/containernetworking/plugins/plugins/ipam/static",
 	"github.com/containernetworking/cni/cnitool",
