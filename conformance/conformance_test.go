@@ -312,3 +312,26 @@ func expect(t *testing.T, rep *conformance.Report, name string, want conformance
 		t.Errorf("check %s: want %s mentioning %q, got %s: %s", name, want, text, c.Status, all)
 	}
 }
+
+// TestVhostUserOVSDPDK runs the suite on vm-vhostuser with a real OVS-DPDK
+// backend (private instance, --no-huge): ports come and go with the
+// attachments, and GC reclaims them.
+func TestVhostUserOVSDPDK(t *testing.T) {
+	testutil.RequiresOVSDPDK(t)
+	e := newEnv(t)
+	ovs := testutil.StartOVS(t)
+	bridge := testutil.UniqueName("vmctob")
+	ovs.AddBridge(bridge)
+	sockDir, err := os.MkdirTemp("/tmp", "vmct-cvhu") // short: sun_path
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	conf := map[string]any{"type": "vm-vhostuser", "backend": "ovs-dpdk", "bridge": bridge, "ovsdb": ovs.DB,
+		"socketDir": sockDir, "stateDir": e.stateDir, "ipam": e.ipam()}
+	rep := e.run(conformance.Config{Conflist: conflist("vmct-ovs", conf), WatchDirs: []string{sockDir}})
+	assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
+	if ports := ovs.Vsctl("--bare", "--columns=name", "find", "Port", "external_ids:vmcni-network=vmct-ovs"); ports != "" {
+		t.Fatalf("OVS ports left after the suite: %s", ports)
+	}
+}
