@@ -14,6 +14,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // Modes: how the VM device is wired to the pod interface.
@@ -68,11 +69,7 @@ type NetConf struct {
 	DisableBridgeNF *bool `json:"disableBridgeNF,omitempty"`
 
 	// Args is the CNI "args" convention: args.cni.mac.
-	Args struct {
-		CNI struct {
-			MAC string `json:"mac,omitempty"`
-		} `json:"cni"`
-	} `json:"args"`
+	Args plugin.CNIArgs `json:"args"`
 	// RuntimeConfig carries capabilities: mac, CNIDeviceInfoFile.
 	RuntimeConfig struct {
 		MAC            string `json:"mac,omitempty"`
@@ -88,12 +85,6 @@ type NetConf struct {
 // Chained reports whether the plugin runs after another that created the
 // pod interface (a prevResult was given).
 func (c *NetConf) Chained() bool { return c.Prev != nil }
-
-// envArgs are the CNI_ARGS keys vm-bridge reads.
-type envArgs struct {
-	types.CommonArgs
-	MAC types.UnmarshallableString `json:"mac,omitempty"`
-}
 
 // ParseConfig decodes stdin, applies defaults and merges the MAC overrides
 // in order CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac. It has no side
@@ -114,21 +105,11 @@ func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 		on := true
 		conf.DisableBridgeNF = &on
 	}
-	if cniArgs != "" {
-		var env envArgs
-		if err := types.LoadArgs(cniArgs, &env); err != nil {
-			return nil, cnierr.Env("parse CNI_ARGS: %w", err)
-		}
-		if env.MAC != "" {
-			conf.MAC = string(env.MAC)
-		}
+	mac, err := plugin.ResolveMAC(conf.MAC, cniArgs, conf.Args, conf.RuntimeConfig.MAC)
+	if err != nil {
+		return nil, err
 	}
-	if conf.Args.CNI.MAC != "" {
-		conf.MAC = conf.Args.CNI.MAC
-	}
-	if conf.RuntimeConfig.MAC != "" {
-		conf.MAC = conf.RuntimeConfig.MAC
-	}
+	conf.MAC = mac
 	if conf.RawPrevResult != nil {
 		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
 			return nil, cnierr.Decode("parse prevResult: %w", err)

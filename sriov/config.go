@@ -16,6 +16,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // Modes: what the pod gets.
@@ -86,11 +87,7 @@ type NetConf struct {
 	BindTimeout string `json:"bindTimeout,omitempty"`
 
 	// Args is the CNI "args" convention: args.cni.mac.
-	Args struct {
-		CNI struct {
-			MAC string `json:"mac,omitempty"`
-		} `json:"cni"`
-	} `json:"args"`
+	Args plugin.CNIArgs `json:"args"`
 	// RuntimeConfig carries capabilities: mac, deviceID, CNIDeviceInfoFile.
 	RuntimeConfig struct {
 		MAC            string `json:"mac,omitempty"`
@@ -104,12 +101,6 @@ type NetConf struct {
 	Prev *current.Result `json:"-"`
 	// bindTimeout is BindTimeout parsed by Validate.
 	bindTimeout time.Duration
-}
-
-// envArgs are the CNI_ARGS keys vm-sriov reads.
-type envArgs struct {
-	types.CommonArgs
-	MAC types.UnmarshallableString `json:"mac,omitempty"`
 }
 
 // ParseConfig decodes stdin, applies defaults and merges overrides in the
@@ -133,21 +124,11 @@ func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 	if conf.VlanQoS == nil {
 		conf.VlanQoS = new(int)
 	}
-	if cniArgs != "" {
-		var env envArgs
-		if err := types.LoadArgs(cniArgs, &env); err != nil {
-			return nil, cnierr.Env("parse CNI_ARGS: %w", err)
-		}
-		if env.MAC != "" {
-			conf.MAC = string(env.MAC)
-		}
+	mac, err := plugin.ResolveMAC(conf.MAC, cniArgs, conf.Args, conf.RuntimeConfig.MAC)
+	if err != nil {
+		return nil, err
 	}
-	if conf.Args.CNI.MAC != "" {
-		conf.MAC = conf.Args.CNI.MAC
-	}
-	if conf.RuntimeConfig.MAC != "" {
-		conf.MAC = conf.RuntimeConfig.MAC
-	}
+	conf.MAC = mac
 	if conf.RuntimeConfig.DeviceID != "" {
 		conf.DeviceID = conf.RuntimeConfig.DeviceID
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/logging"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
@@ -147,11 +148,7 @@ type NetConf struct {
 	StateDir string `json:"stateDir,omitempty"`
 
 	// Args is the CNI "args" convention: args.cni.mac.
-	Args struct {
-		CNI struct {
-			MAC string `json:"mac,omitempty"`
-		} `json:"cni"`
-	} `json:"args"`
+	Args plugin.CNIArgs `json:"args"`
 	// RuntimeConfig carries capabilities: mac, CNIDeviceInfoFile.
 	RuntimeConfig struct {
 		MAC            string `json:"mac,omitempty"`
@@ -162,12 +159,6 @@ type NetConf struct {
 	Raw []byte `json:"-"`
 	// dirMode is SocketDirMode parsed by Validate.
 	dirMode uint32
-}
-
-// envArgs are the CNI_ARGS keys vm-vpp reads.
-type envArgs struct {
-	types.CommonArgs
-	MAC types.UnmarshallableString `json:"mac,omitempty"`
 }
 
 // ParseConfig decodes stdin, applies defaults and merges the MAC overrides
@@ -190,21 +181,11 @@ func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 	if conf.Memif.TxQueues == 0 {
 		conf.Memif.TxQueues = conf.Queues
 	}
-	if cniArgs != "" {
-		var env envArgs
-		if err := types.LoadArgs(cniArgs, &env); err != nil {
-			return nil, cnierr.Env("parse CNI_ARGS: %w", err)
-		}
-		if env.MAC != "" {
-			conf.MAC = string(env.MAC)
-		}
+	mac, err := plugin.ResolveMAC(conf.MAC, cniArgs, conf.Args, conf.RuntimeConfig.MAC)
+	if err != nil {
+		return nil, err
 	}
-	if conf.Args.CNI.MAC != "" {
-		conf.MAC = conf.Args.CNI.MAC
-	}
-	if conf.RuntimeConfig.MAC != "" {
-		conf.MAC = conf.RuntimeConfig.MAC
-	}
+	conf.MAC = mac
 	if conf.RawPrevResult != nil {
 		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
 			return nil, cnierr.Decode("parse prevResult: %w", err)
