@@ -2,7 +2,6 @@ package bridgetap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -99,34 +98,16 @@ func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, l
 	if a.ipam != nil {
 		<-a.ipam.done // never leave an IPAM call running behind a failed ADD
 	}
-	if err != nil && p.KeepPartial() {
-		log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
+	if err = p.Conclude(err, &a.undo, log); err != nil {
 		return nil, err
 	}
-	if err != nil {
-		log.Error("ADD failed, rolling back", "err", err)
-		if rbErr := a.undo.Rollback(); rbErr != nil {
-			log.Error("rollback incomplete", "err", rbErr)
-			err = errors.Join(err, rbErr)
-		}
-		return nil, err
-	}
-	a.undo.Commit()
 	return res, nil
 }
 
 // recoverStale tears down what an earlier, interrupted ADD of the same
 // attachment left (its record is there but was never completed).
 func (p *Plugin) recoverStale(st *store.Store, args *skel.CmdArgs, log *slog.Logger) error {
-	rec, err := st.Get(args.ContainerID, args.IfName)
-	if err != nil || rec == nil {
-		return err
-	}
-	if rec.Complete {
-		return cnierr.Config("attachment %s already exists on network %q", attachmentName(args.ContainerID, args.IfName), rec.Network)
-	}
-	log.Warn("cleaning up an interrupted ADD", "netns", rec.Netns)
-	return p.teardownRecord(rec, log)
+	return plugin.RecoverInterrupted(st, args, log, func(rec *store.Record) error { return p.teardownRecord(rec, log) })
 }
 
 func (a *addition) step(name string) error {

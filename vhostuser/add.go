@@ -40,28 +40,15 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	succeeded := false
 	defer func() { at.Close(!succeeded) }()
 
-	if rec, gerr := st.Get(args.ContainerID, args.IfName); gerr != nil {
-		return gerr
-	} else if rec != nil {
-		if rec.Complete {
-			return cnierr.Config("attachment %s already exists on network %q", attachmentName(args.ContainerID, args.IfName), rec.Network)
-		}
-		log.Warn("cleaning up an interrupted ADD")
-		if err = p.teardownRecord(rec, log); err != nil {
-			return err
-		}
+	if err = plugin.RecoverInterrupted(st, args, log, func(rec *store.Record) error { return p.teardownRecord(rec, log) }); err != nil {
+		return err
 	}
 
 	a := &addition{p: p, conf: conf, args: args, log: log, store: st, sw: p.newSwitch(conf)}
 	res, err := a.run(context.Background(), paths)
-	if err != nil {
-		if p.KeepPartial() {
-			return err
-		}
-		log.Error("ADD failed, rolling back", "err", err)
-		return errors.Join(err, a.undo.Rollback())
+	if err = p.Conclude(err, &a.undo, log); err != nil {
+		return err
 	}
-	a.undo.Commit()
 	succeeded = true
 	return p.PrintResult(res, conf.CNIVersion)
 }

@@ -3,7 +3,6 @@ package vpp
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -76,20 +75,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	a := &addition{p: p, conf: conf, args: args, log: log, store: st, paths: pth, gid: gid, vpp: client}
 	res, err := a.run(ctx)
-	if err != nil && p.KeepPartial() {
-		log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
-		succeeded = true // keep the lock file, as a crash would
+	if err = p.Conclude(err, &a.undo, log); err != nil {
+		succeeded = p.KeepPartial() // keep the lock file, as a crash would
 		return err
 	}
-	if err != nil {
-		log.Error("ADD failed, rolling back", "err", err)
-		if rbErr := a.undo.Rollback(); rbErr != nil {
-			log.Error("rollback incomplete", "err", rbErr)
-			err = errors.Join(err, rbErr)
-		}
-		return err
-	}
-	a.undo.Commit()
 	succeeded = true
 	log.Info("ADD done", "interface", conf.Interface, "network", conf.Network, "sw_if_index", a.index)
 	return p.PrintResult(res, conf.CNIVersion)
@@ -98,15 +87,9 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 // recoverStale tears down what an earlier, interrupted ADD of the same
 // attachment left (its record is there but was never completed).
 func (p *Plugin) recoverStale(ctx context.Context, st *store.Store, client *vppapi.Client, args *skel.CmdArgs, log *slog.Logger) error {
-	rec, err := st.Get(args.ContainerID, args.IfName)
-	if err != nil || rec == nil {
-		return err
-	}
-	if rec.Complete {
-		return cnierr.Config("attachment %s already exists on network %q", attachmentName(args.ContainerID, args.IfName), rec.Network)
-	}
-	log.Warn("cleaning up an interrupted ADD")
-	return p.teardownRecord(ctx, client, rec, log)
+	return plugin.RecoverInterrupted(st, args, log, func(rec *store.Record) error {
+		return p.teardownRecord(ctx, client, rec, log)
+	})
 }
 
 func (a *addition) step(name string) error {
