@@ -20,11 +20,7 @@ type errorCase struct {
 // runErrorCases runs each case in a fresh netns and checks the exit, the
 // strict error object, its code and that the host is unchanged.
 func (s *suite) runErrorCases(ctx context.Context, what string, cases func(att attachment) ([]errorCase, error)) verdict {
-	before, err := s.before()
-	if err != nil {
-		return fail("%v", err)
-	}
-	att, cleanup, err := s.newAttachment()
+	before, att, cleanup, err := s.beginAttachment()
 	if err != nil {
 		return fail("%v", err)
 	}

@@ -158,11 +158,7 @@ func (s *suite) lifecycle(ctx context.Context) {
 // checkStdout runs ADD, CHECK, DEL, DEL (and GC, STATUS from 1.1.0) by
 // direct exec and checks every plugin's stdout strictly.
 func (s *suite) checkStdout(ctx context.Context) verdict {
-	before, err := s.before()
-	if err != nil {
-		return fail("%v", err)
-	}
-	att, cleanup, err := s.newAttachment()
+	before, att, cleanup, err := s.beginAttachment()
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -307,11 +303,7 @@ func convertAll(res types.Result) error {
 }
 
 func (s *suite) checkDelWithoutAdd(ctx context.Context) verdict {
-	before, err := s.before()
-	if err != nil {
-		return fail("%v", err)
-	}
-	att, cleanup, err := s.newAttachment()
+	before, att, cleanup, err := s.beginAttachment()
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -327,11 +319,7 @@ func (s *suite) checkDelWithoutAdd(ctx context.Context) verdict {
 }
 
 func (s *suite) checkDelNetnsGone(ctx context.Context) verdict {
-	before, err := s.before()
-	if err != nil {
-		return fail("%v", err)
-	}
-	att, cleanup, err := s.newAttachment()
+	before, att, cleanup, err := s.beginAttachment()
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -356,11 +344,7 @@ func (s *suite) checkDelNetnsGone(ctx context.Context) verdict {
 
 // checkFailedAdd makes a second ADD collide with the first one's interface.
 func (s *suite) checkFailedAdd(ctx context.Context) verdict {
-	before, err := s.before()
-	if err != nil {
-		return fail("%v", err)
-	}
-	att, cleanup, err := s.newAttachment()
+	before, att, cleanup, err := s.beginAttachment()
 	if err != nil {
 		return fail("%v", err)
 	}

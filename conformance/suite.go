@@ -220,6 +220,20 @@ func randomHex(n int) string {
 // before takes the snapshot a check compares against.
 func (s *suite) before() (snapshot, error) { return s.snap.take() }
 
+// beginAttachment is most checks' start: a host snapshot, then a fresh
+// attachment (netns included) and the function that removes it.
+func (s *suite) beginAttachment() (snapshot, attachment, func(), error) {
+	before, err := s.before()
+	if err != nil {
+		return snapshot{}, attachment{}, nil, err
+	}
+	att, cleanup, err := s.newAttachment()
+	if err != nil {
+		return snapshot{}, attachment{}, nil, err
+	}
+	return before, att, cleanup, nil
+}
+
 // sameAs waits up to hygieneSettle for the host to equal want (the kernel
 // destroys a deleted netns's links asynchronously) and returns the diff
 // left, nil when equal.
