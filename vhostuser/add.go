@@ -21,18 +21,7 @@ import (
 
 // Add implements CNI ADD.
 func (p *Plugin) Add(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
-	if err != nil {
-		return err
-	}
-	if err = conf.Validate(); err != nil {
-		return err
-	}
-	paths, err := PathsFor(conf.SocketDir, args.ContainerID, args.IfName)
-	if err != nil {
-		return err
-	}
-	at, err := plugin.OpenAttachment(PluginName, "ADD", conf.Config, conf.StateDir, args)
+	conf, paths, at, err := open(args, "ADD")
 	if err != nil {
 		return err
 	}

@@ -17,18 +17,7 @@ import (
 // Del implements CNI DEL: idempotent and best effort. Without a record it
 // removes what the names derived from (containerID, ifname) point at.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData)
-	if err != nil {
-		return err
-	}
-	if err = conf.Validate(); err != nil {
-		return err
-	}
-	paths, err := PathsFor(conf.SocketDir, args.ContainerID, args.IfName)
-	if err != nil {
-		return err
-	}
-	at, err := plugin.OpenAttachment(PluginName, "DEL", conf.Config, conf.StateDir, args)
+	conf, paths, at, err := open(args, "DEL")
 	if err != nil {
 		return err
 	}
@@ -100,4 +89,25 @@ func (p *Plugin) teardownRecord(rec *store.Record, log *slog.Logger) error {
 	t := &teardown{conf: conf, st: st, sw: p.newSwitch(conf), store: store.New(conf.StateDir), log: log,
 		key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args}}
 	return t.run(context.Background())
+}
+
+// open is ADD's and DEL's common start: parse and validate the config,
+// check the attachment's paths, and take the attachment's lock.
+func open(args *skel.CmdArgs, cmd string) (*NetConf, Paths, *plugin.Attachment, error) {
+	conf, err := ParseConfig(args.StdinData)
+	if err != nil {
+		return nil, Paths{}, nil, err
+	}
+	if err = conf.Validate(); err != nil {
+		return nil, Paths{}, nil, err
+	}
+	paths, err := PathsFor(conf.SocketDir, args.ContainerID, args.IfName)
+	if err != nil {
+		return nil, Paths{}, nil, err
+	}
+	at, err := plugin.OpenAttachment(PluginName, cmd, conf.Config, conf.StateDir, args)
+	if err != nil {
+		return nil, Paths{}, nil, err
+	}
+	return conf, paths, at, nil
 }
