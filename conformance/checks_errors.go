@@ -154,7 +154,8 @@ func (s *suite) checkErrInvalidConfig(ctx context.Context) verdict {
 			if err != nil {
 				return nil, fmt.Errorf("invalid config #%d does not even parse as a CNI config (libcni refuses it): %w", i+1, err)
 			}
-			conf, err := libcni.InjectConf(list.Plugins[0], map[string]any{"name": list.Name, "cniVersion": list.CNIVersion})
+			inject := att.withRuntimeConfig(list.Plugins[0], map[string]any{"name": list.Name, "cniVersion": list.CNIVersion})
+			conf, err := libcni.InjectConf(list.Plugins[0], inject)
 			if err != nil {
 				return nil, fmt.Errorf("invalid config #%d: %w", i+1, err)
 			}

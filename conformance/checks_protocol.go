@@ -360,6 +360,13 @@ func (s *suite) checkFailedAdd(ctx context.Context) verdict {
 	}
 	second := att
 	second.ContainerID = s.cfg.NamePrefix + "-" + randomHex(8)
+	capArgs, release, err := s.takeCapabilityArgs()
+	if err != nil {
+		_ = s.cni.DelNetworkList(ctx, s.net.list, rt)
+		return fail("second attachment: %v", err)
+	}
+	defer release()
+	second.CapArgs = capArgs // its own device: the collision is the ifname
 	var v verdict
 	if _, err := s.cni.AddNetworkList(ctx, s.net.list, second.runtime()); err == nil {
 		_ = s.cni.DelNetworkList(ctx, s.net.list, second.runtime())

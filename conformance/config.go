@@ -45,8 +45,17 @@ type Config struct {
 	// IfName (optional) is CNI_IFNAME. Defaults to "eth0".
 	IfName string
 	// Parallel (optional) is the number of attachments of the concurrency
-	// check. Defaults to 8.
+	// check. Defaults to 8, capped at len(CapabilityArgsPool) when that is
+	// set.
 	Parallel int
+	// CapabilityArgsPool (optional) gives every attachment the suite
+	// creates its own capability args, as a device plugin allocates one
+	// device per pod: [{"deviceID": "0000:3b:02.0"}, ...]. An attachment
+	// takes a free entry and returns it when its check is done with it;
+	// libcni, and the suite's direct execs, pass each plugin the keys its
+	// "capabilities" declare, as runtimeConfig. Defaults to none: no
+	// capability args.
+	CapabilityArgsPool []map[string]any
 	// NamePrefix (optional) prefixes the netns and container IDs the suite
 	// creates. Defaults to "vmct".
 	NamePrefix string

@@ -24,10 +24,28 @@ type attachment struct {
 	ContainerID string
 	Netns       string
 	IfName      string
+	// CapArgs are the attachment's capability args (Config.CapabilityArgsPool).
+	CapArgs map[string]any
 }
 
 func (a attachment) runtime() *libcni.RuntimeConf {
-	return &libcni.RuntimeConf{ContainerID: a.ContainerID, NetNS: a.Netns, IfName: a.IfName}
+	return &libcni.RuntimeConf{ContainerID: a.ContainerID, NetNS: a.Netns, IfName: a.IfName, CapabilityArgs: a.CapArgs}
+}
+
+// withRuntimeConfig adds to inject what libcni injects as p's
+// runtimeConfig: the attachment's capability args that p declares in
+// "capabilities" (nothing when there are none), and returns inject.
+func (a attachment) withRuntimeConfig(p *libcni.PluginConfig, inject map[string]any) map[string]any {
+	rc := map[string]any{}
+	for key, declared := range p.Network.Capabilities {
+		if v, ok := a.CapArgs[key]; ok && declared {
+			rc[key] = v
+		}
+	}
+	if len(rc) > 0 {
+		inject["runtimeConfig"] = rc
+	}
+	return inject
 }
 
 // call is one direct execution of a plugin binary.
@@ -211,7 +229,7 @@ func (s *suite) chain(ctx context.Context, list *libcni.NetworkConfigList, comma
 		if prev != nil {
 			inject["prevResult"] = prev
 		}
-		conf, err := libcni.InjectConf(p, inject)
+		conf, err := libcni.InjectConf(p, att.withRuntimeConfig(p, inject))
 		if err != nil {
 			return nil, fmt.Errorf("build config of %q: %w", p.Network.Type, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -104,6 +105,8 @@ type suite struct {
 	work     string
 	versions []string
 	report   *Report
+	// pool holds the free entries of cfg.CapabilityArgsPool; nil without one.
+	pool chan map[string]any
 }
 
 // Run runs every check against cfg's network and returns the report. The
@@ -151,6 +154,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, l := range cfg.IgnoreLinks {
 		s.snap.ignore[l] = true
 	}
+	if len(cfg.CapabilityArgsPool) > 0 {
+		s.pool = make(chan map[string]any, len(cfg.CapabilityArgsPool))
+		for _, args := range cfg.CapabilityArgsPool {
+			s.pool <- args
+		}
+		s.cfg.Parallel = min(s.cfg.Parallel, len(cfg.CapabilityArgsPool))
+	}
 	s.runChecks(ctx)
 	return s.report, nil
 }
@@ -190,16 +200,37 @@ func (s *suite) add(name string, v verdict, d time.Duration) {
 	s.report.Checks = append(s.report.Checks, CheckResult{Name: name, Status: v.status, Reason: v.reason, Details: v.details, Duration: d})
 }
 
-// newAttachment creates a netns and returns an attachment in it and a
-// cleanup that deletes the netns (twice is fine).
+// newAttachment creates a netns and returns an attachment in it, with its
+// own capability args from the pool, and a cleanup that deletes the netns
+// and returns the capability args (twice is fine).
 func (s *suite) newAttachment() (attachment, func(), error) {
+	capArgs, release, err := s.takeCapabilityArgs()
+	if err != nil {
+		return attachment{}, func() {}, err
+	}
 	name := uniqueName(s.cfg.NamePrefix)
 	path, err := netns.CreateNamed(name)
 	if err != nil {
+		release()
 		return attachment{}, func() {}, fmt.Errorf("create netns %q: %w", name, err)
 	}
-	att := attachment{ContainerID: s.cfg.NamePrefix + "-" + randomHex(8), Netns: path, IfName: s.cfg.IfName}
-	return att, func() { _ = netns.DeleteNamed(name) }, nil
+	att := attachment{ContainerID: s.cfg.NamePrefix + "-" + randomHex(8), Netns: path, IfName: s.cfg.IfName, CapArgs: capArgs}
+	return att, func() { _ = netns.DeleteNamed(name); release() }, nil
+}
+
+// takeCapabilityArgs takes a free entry of the pool (nil without a pool)
+// and returns the function that gives it back (twice is fine).
+func (s *suite) takeCapabilityArgs() (map[string]any, func(), error) {
+	if s.pool == nil {
+		return nil, func() {}, nil
+	}
+	select {
+	case args := <-s.pool:
+		var once sync.Once
+		return args, func() { once.Do(func() { s.pool <- args }) }, nil
+	default:
+		return nil, nil, fmt.Errorf("capability args pool exhausted (%d entries, all in use)", cap(s.pool))
+	}
 }
 
 // uniqueName is prefix plus random hex, at most 15 bytes.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcni/vmcni/pkg/hostsnap"
 	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
@@ -32,13 +33,14 @@ func linkOf(line string) string {
 	return ""
 }
 
-func filter(lines []string, mine func(string) bool) map[string]bool {
-	out := map[string]bool{}
-	for _, l := range lines {
+// mineOnly leaves out the "vmct*" links mine does not claim.
+func mineOnly(s hostsnap.Snapshot, mine func(string) bool) hostsnap.Snapshot {
+	var out hostsnap.Snapshot
+	for _, l := range s.Lines {
 		if name := linkOf(l); strings.HasPrefix(name, "vmct") && !mine(name) {
 			continue
 		}
-		out[l] = true
+		out.Lines = append(out.Lines, l)
 	}
 	return out
 }
@@ -48,19 +50,7 @@ func filter(lines []string, mine func(string) bool) map[string]bool {
 func AssertSameHost(t testing.TB, before testutil.Snapshot, dirs []string, mine func(link string) bool) {
 	t.Helper()
 	after := testutil.TakeSnapshot(t, dirs)
-	was, now := filter(before.Lines, mine), filter(after.Lines, mine)
-	var diff []string
-	for _, l := range before.Lines {
-		if was[l] && !now[l] {
-			diff = append(diff, "- "+l)
-		}
-	}
-	for _, l := range after.Lines {
-		if now[l] && !was[l] {
-			diff = append(diff, "+ "+l)
-		}
-	}
-	if len(diff) > 0 {
+	if diff := hostsnap.Diff(mineOnly(before, mine), mineOnly(after, mine)); len(diff) > 0 {
 		t.Fatalf("host changed:\n%s", strings.Join(diff, "\n"))
 	}
 }

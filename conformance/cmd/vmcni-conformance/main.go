@@ -5,11 +5,17 @@
 //
 //	vmcni-conformance -bin /opt/cni/bin -conflist net.conflist \
 //	    [-invalid bad.conf ...] [-watch DIR ...] [-ignore-link BR ...] \
-//	    [-skip CHECK=REASON ...] [-parallel 8] [-json report.json]
+//	    [-skip CHECK=REASON ...] [-parallel 8] [-capability-args-pool pool.json] \
+//	    [-json report.json]
+//
+// A pool file is a JSON array of capability-args objects, one per device a
+// device plugin would hand out ([{"deviceID": "0000:3b:02.0"}, ...]); each
+// attachment of the suite gets its own entry.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -38,6 +44,7 @@ func main() {
 	flag.Var(&ignorePrefix, "ignore-link-prefix", "leave out host links with this name prefix (repeatable)")
 	flag.Var(&skips, "skip", "CHECK=REASON: declare a check not applicable (repeatable)")
 	parallel := flag.Int("parallel", 8, "attachments of the concurrency check")
+	pool := flag.String("capability-args-pool", "", "a JSON array of per-attachment capability args (one device each)")
 	ifName := flag.String("ifname", "eth0", "CNI_IFNAME")
 	jsonOut := flag.String("json", "", "also write the report as JSON to this file")
 	listChecks := flag.Bool("list", false, "list the checks and exit")
@@ -49,7 +56,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*bin, *conflist, invalid, watch, ignore, ignorePrefix, skips, *parallel, *ifName, *jsonOut); err != nil {
+	if err := run(*bin, *conflist, *pool, invalid, watch, ignore, ignorePrefix, skips, *parallel, *ifName, *jsonOut); err != nil {
 		fmt.Fprintln(os.Stderr, "vmcni-conformance:", err)
 		if errors.Is(err, errChecksFailed) {
 			os.Exit(1)
@@ -58,7 +65,7 @@ func main() {
 	}
 }
 
-func run(bin, conflist string, invalid, watch, ignore, ignorePrefix, skips list, parallel int, ifName, jsonOut string) error {
+func run(bin, conflist, pool string, invalid, watch, ignore, ignorePrefix, skips list, parallel int, ifName, jsonOut string) error {
 	if conflist == "" {
 		return fmt.Errorf("-conflist is required")
 	}
@@ -70,6 +77,15 @@ func run(bin, conflist string, invalid, watch, ignore, ignorePrefix, skips list,
 		BinDirs: filepath.SplitList(bin), Conflist: data, WatchDirs: watch, IgnoreLinks: ignore,
 		IgnoreLinkPrefixes: ignorePrefix, Parallel: parallel, IfName: ifName, Skip: map[string]string{},
 		Log: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+	}
+	if pool != "" {
+		data, rerr := os.ReadFile(pool)
+		if rerr != nil {
+			return fmt.Errorf("read capability args pool: %w", rerr)
+		}
+		if err := json.Unmarshal(data, &cfg.CapabilityArgsPool); err != nil {
+			return fmt.Errorf("capability args pool %q: want a JSON array of objects: %w", pool, err)
+		}
 	}
 	for _, path := range invalid {
 		bad, rerr := os.ReadFile(path)
