@@ -14,7 +14,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/vpp"
-	"github.com/vmcni/vmcni/vpp/internal/fakevpp"
+	"github.com/vmcni/vmcni/vpp/fakevpp"
 )
 
 const netName = "vppnet"

@@ -16,7 +16,7 @@ import (
 
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/vpp"
-	"github.com/vmcni/vmcni/vpp/internal/fakevpp"
+	"github.com/vmcni/vmcni/vpp/fakevpp"
 )
 
 // combo is one interface × network × role combination.

@@ -1,27 +1,36 @@
-// Package fakevpp is a stateful VPP stand-in for vm-vpp's tests. It sits
-// behind govpp's mock adapter (go.fd.io/govpp/adapter/mock) as a reply
-// handler, so requests go through a real govpp core connection and are
-// encoded and decoded with the real binapi; the fake decodes each request,
-// applies it to a small model of VPP (interfaces, tags, bridge domains,
-// memif sockets) and answers with VPP's retvals. Tests read the recorded
-// calls and the model, and inject a non-zero retval on the next request of
-// a given name.
+// Package fakevpp is a test stand-in for VPP: VPP cannot run on the
+// project's machines, so vm-vpp's tests, and the conformance suite running
+// the real vm-vpp binary, talk to this stateful model of VPP instead. It is
+// for tests only; nothing in a plugin binary imports it.
+//
+// The model (interfaces, tags, bridge domains and their members, memif
+// socket registrations, VPP's retvals from vnet/error.h) decodes each
+// request with the real binapi, applies it and answers with the replies a
+// VPP would send. It is reachable two ways, both ending in the same
+// request-in, replies-out core:
+//
+//   - in-process: Connector returns a real govpp core connection on
+//     govpp's mock adapter (go.fd.io/govpp/adapter/mock), which supplies the
+//     message IDs;
+//   - over a unix socket: ServeSocket speaks VPP's socket binary API (the
+//     protocol of govpp's adapter/socketclient, vm-vpp's production path):
+//     sockclnt_create with its message table, then one request at a time per
+//     connection, any number of connections (one per plugin process).
+//
+// Tests read the recorded calls and the model, add objects "created by
+// someone else", inject a non-zero retval on the next request of a given
+// name (FailNext) and make messages unknown (MakeIncompatible), as a VPP of
+// another version whose CRCs differ would.
 package fakevpp
 
 import (
 	"context"
-	"encoding/binary"
-	"fmt"
-	"reflect"
 	"sort"
 	"sync"
 	"time"
 
-	"go.fd.io/govpp/adapter"
 	"go.fd.io/govpp/adapter/mock"
 	"go.fd.io/govpp/api"
-	"go.fd.io/govpp/binapi/memclnt"
-	"go.fd.io/govpp/codec"
 	"go.fd.io/govpp/core"
 
 	"github.com/vmcni/vmcni/vpp/vppapi"
@@ -62,8 +71,9 @@ type BD struct {
 
 // VPP is the fake. Its methods are safe for concurrent use.
 type VPP struct {
-	// Adapter is the govpp mock adapter the fake answers through.
-	Adapter *mock.VppAdapter
+	// ids is the govpp mock adapter numbering the messages of Connector's
+	// connections (it is safe for concurrent use).
+	ids *mock.VppAdapter
 
 	mu          sync.Mutex // guards every field below
 	calls       []Call
@@ -77,12 +87,13 @@ type VPP struct {
 	unknown     []string
 	incompat    map[string]bool
 	connections int
+	nextClient  uint32
 }
 
 // New returns a fake VPP with local0 (index 0) and memif socket 0.
 func New() *VPP {
-	v := &VPP{
-		Adapter:    mock.NewVppAdapter(),
+	return &VPP{
+		ids:        mock.NewVppAdapter(),
 		ifaces:     map[uint32]*Iface{0: {Index: 0, Name: "local0"}},
 		bds:        map[uint32]*BD{},
 		sockets:    map[uint32]string{0: DefaultMemifSocket},
@@ -90,9 +101,8 @@ func New() *VPP {
 		nextSocket: 1,
 		failures:   map[string][]int32{},
 		incompat:   map[string]bool{},
+		nextClient: 1,
 	}
-	v.Adapter.MockReplyHandler(v.handle)
-	return v
 }
 
 // Connector connects a real govpp core connection to the fake; the socket
@@ -102,11 +112,12 @@ func (v *VPP) Connector() vppapi.Connector {
 		v.mu.Lock()
 		v.connections++
 		v.mu.Unlock()
-		return core.Connect(&checkingAdapter{VppAdapter: v.Adapter, v: v})
+		return core.Connect(&mockConn{VppAdapter: v.ids, v: v})
 	}
 }
 
-// Connections counts Connector calls.
+// Connections counts the connections made so far: Connector calls and
+// accepted socket connections (see ServeSocket).
 func (v *VPP) Connections() int {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -114,31 +125,15 @@ func (v *VPP) Connections() int {
 }
 
 // MakeIncompatible makes the fake report messages (by name) as unknown to
-// this VPP, as a VPP of another version whose CRCs differ would.
+// this VPP, as a VPP of another version whose CRCs differ would: the mock
+// adapter has no ID for them and the socket server leaves them out of the
+// message table of connections made afterwards.
 func (v *VPP) MakeIncompatible(names ...string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	for _, n := range names {
 		v.incompat[n] = true
 	}
-}
-
-// checkingAdapter is the mock adapter with a message table check: the
-// mock alone knows every message.
-type checkingAdapter struct {
-	*mock.VppAdapter
-	v *VPP
-}
-
-// GetMsgID fails for the messages made incompatible.
-func (a *checkingAdapter) GetMsgID(name, crc string) (uint16, error) {
-	a.v.mu.Lock()
-	bad := a.v.incompat[name]
-	a.v.mu.Unlock()
-	if bad {
-		return 0, &adapter.UnknownMsgError{MsgName: name, MsgCrc: crc}
-	}
-	return a.VppAdapter.GetMsgID(name, crc)
 }
 
 // FailNext makes the next request named name fail with retval.
@@ -239,62 +234,6 @@ func (v *VPP) AddMemifSocket(path string) uint32 {
 	v.nextSocket++
 	v.sockets[id] = path
 	return id
-}
-
-// handle is the mock adapter's reply handler.
-func (v *VPP) handle(req mock.MessageDTO) ([]byte, uint16, bool) {
-	name, _ := v.Adapter.GetMsgNameByID(req.MsgID)
-	if name == "control_ping" {
-		return v.encode(req, &memclnt.ControlPingReply{})
-	}
-	msg, ok := requestTypes[name]
-	if !ok {
-		v.mu.Lock()
-		v.unknown = append(v.unknown, name)
-		v.mu.Unlock()
-		return nil, 0, false
-	}
-	m := reflect.New(reflect.TypeOf(msg).Elem()).Interface().(api.Message)
-	if err := codec.DefaultCodec.DecodeMsg(req.Data, m); err != nil {
-		panic(fmt.Sprintf("fakevpp: decode %s: %v", name, err))
-	}
-	v.mu.Lock()
-	v.calls = append(v.calls, Call{Name: name, Msg: m})
-	var retval int32
-	if f := v.failures[name]; len(f) > 0 {
-		retval, v.failures[name] = f[0], f[1:]
-	}
-	reply, details := v.apply(m, retval)
-	v.mu.Unlock()
-	if details != nil {
-		// A dump: queue the details; the adapter sends them all at once
-		// when the handler declines, and the control ping that follows
-		// ends the dump.
-		v.Adapter.MockReply(details...)
-		return nil, 0, false
-	}
-	if retval != 0 {
-		reflectRetval(reply, retval)
-	}
-	return v.encode(req, reply)
-}
-
-// reflectRetval sets the Retval field every binapi reply has.
-func reflectRetval(reply api.Message, retval int32) {
-	reflect.ValueOf(reply).Elem().FieldByName("Retval").SetInt(int64(retval))
-}
-
-func (v *VPP) encode(req mock.MessageDTO, reply api.Message) ([]byte, uint16, bool) {
-	id, err := v.Adapter.GetMsgID(reply.GetMessageName(), reply.GetCrcString())
-	if err != nil {
-		panic(err)
-	}
-	data, err := codec.DefaultCodec.EncodeMsg(reply, id)
-	if err != nil {
-		panic(fmt.Sprintf("fakevpp: encode %s: %v", reply.GetMessageName(), err))
-	}
-	binary.BigEndian.PutUint32(data[2:6], req.ClientID)
-	return data, id, true
 }
 
 // JoinBridgeDomain adds interface index to bridge domain id, as another
