@@ -34,7 +34,7 @@ func (s *snapshotter) skipLink(name string) bool {
 
 // take records the host state.
 func (s *snapshotter) take() (snapshot, error) {
-	return hostsnap.Take(hostsnap.Options{Dirs: s.dirs, SkipLink: s.skipLink})
+	return hostsnap.Take(hostsnap.Options{Dirs: s.dirs, SkipLink: s.skipLink, EmptyDirs: true})
 }
 
 // diff returns the lines that disappeared ("- ") and appeared ("+ ")

@@ -5,8 +5,9 @@
 // its routes, vmcni's nftables rule count, and what lies under some
 // directories.
 //
-// Under a directory it lists every file, socket and symlink, and every
-// empty directory (a directory with entries is implied by them). IPAM
+// Under a directory it lists every file, socket and symlink, and, when
+// asked, every empty directory (a directory with entries is implied by
+// them). IPAM
 // bookkeeping is left out, as host-local keeps it by design: files named
 // "lock" or "last_reserved_ip*" (so a directory holding only those is
 // neither listed nor empty). A directory that does not exist lists
@@ -36,6 +37,9 @@ type Snapshot struct {
 type Options struct {
 	// Dirs are the directories whose content is recorded.
 	Dirs []string
+	// EmptyDirs also records empty directories under Dirs: a plugin's own
+	// state must leave none, while caches such as libcni's keep theirs.
+	EmptyDirs bool
 	// SkipLink, when set, leaves out the links it reports true for, with
 	// their addresses, qdiscs and routes (a shared host bridge, links of
 	// other software).
@@ -56,9 +60,9 @@ func Take(o Options) (Snapshot, error) {
 		lines = append(lines, fmt.Sprintf("nft vmcni rules=%d", n))
 	}
 	for _, dir := range o.Dirs {
-		d, err := dirLines(dir)
-		if err != nil {
-			return Snapshot{}, err
+		d, derr := dirLines(dir, o.EmptyDirs)
+		if derr != nil {
+			return Snapshot{}, derr
 		}
 		lines = append(lines, d...)
 	}
@@ -83,9 +87,9 @@ func netLines(skip func(string) bool) ([]string, error) {
 		}
 		lines = append(lines, fmt.Sprintf("link %s type=%s master=%s mtu=%d mac=%s up=%v",
 			a.Name, l.Type(), byIndex[a.MasterIndex], a.MTU, a.HardwareAddr, a.Flags&1 == 1))
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) {
-			return nil, fmt.Errorf("snapshot: addresses of %q: %w", a.Name, err)
+		addrs, aerr := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if aerr != nil && !errors.As(aerr, new(netlink.LinkNotFoundError)) {
+			return nil, fmt.Errorf("snapshot: addresses of %q: %w", a.Name, aerr)
 		}
 		for _, ad := range addrs {
 			lines = append(lines, fmt.Sprintf("addr %s %s", a.Name, ad.IPNet))
@@ -108,7 +112,7 @@ func netLines(skip func(string) bool) ([]string, error) {
 	return lines, nil
 }
 
-func dirLines(dir string) ([]string, error) {
+func dirLines(dir string, emptyDirs bool) ([]string, error) {
 	var lines []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -122,6 +126,9 @@ func dirLines(dir string) ([]string, error) {
 		}
 		switch {
 		case d.IsDir():
+			if !emptyDirs {
+				return nil
+			}
 			if entries, rerr := os.ReadDir(path); rerr == nil && len(entries) == 0 {
 				lines = append(lines, "dir "+path)
 			}

@@ -35,7 +35,7 @@ func TestDirLines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	got, err := dirLines(dir)
+	got, err := dirLines(dir, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,10 @@ func TestDirLines(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %q\nwant %q", got, want)
 	}
-	if missing, err := dirLines(filepath.Join(dir, "nope")); err != nil || len(missing) != 0 {
+	if files, _ := dirLines(dir, false); len(files) != len(want)-1 {
+		t.Fatalf("without empty dirs: %q", files)
+	}
+	if missing, err := dirLines(filepath.Join(dir, "nope"), true); err != nil || len(missing) != 0 {
 		t.Fatalf("missing dir: %v %v", missing, err)
 	}
 }

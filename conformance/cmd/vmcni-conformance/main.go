@@ -83,8 +83,8 @@ func run(bin, conflist, pool string, invalid, watch, ignore, ignorePrefix, skips
 		if rerr != nil {
 			return fmt.Errorf("read capability args pool: %w", rerr)
 		}
-		if err := json.Unmarshal(data, &cfg.CapabilityArgsPool); err != nil {
-			return fmt.Errorf("capability args pool %q: want a JSON array of objects: %w", pool, err)
+		if jerr := json.Unmarshal(data, &cfg.CapabilityArgsPool); jerr != nil {
+			return fmt.Errorf("capability args pool %q: want a JSON array of objects: %w", pool, jerr)
 		}
 	}
 	for _, path := range invalid {
