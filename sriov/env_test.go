@@ -19,6 +19,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
+	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }
@@ -36,7 +37,7 @@ type testEnv struct {
 	t        *testing.T
 	bin      string
 	host     *testutil.NS
-	k        *simKernel
+	k        *sriovsim.Kernel
 	stateDir string
 	ipamDir  string
 	subnet   string
@@ -60,7 +61,7 @@ func newEnv(t *testing.T, vfs int, sharedGroup bool) *testEnv {
 		t: t, bin: testutil.Binaries(t), host: testutil.NewNS(t),
 		stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"), subnet: nextSubnet(),
 	}
-	e.k = newSim(t, e.host.Path, vfs, sharedGroup)
+	e.k = sriovsim.Start(t, sriovsim.Options{VFs: vfs, SharedGroup: sharedGroup, HostNS: e.host.Path})
 	return e
 }
 
@@ -97,7 +98,7 @@ func (e *testEnv) ipam() map[string]any {
 // conf is a vm-sriov plugin config for VF vf.
 func (e *testEnv) conf(mode string, vf int, extra map[string]any) map[string]any {
 	c := map[string]any{
-		"type": "vm-sriov", "mode": mode, "deviceID": vfAddr(vf), "sysfsRoot": e.k.root,
+		"type": "vm-sriov", "mode": mode, "deviceID": sriovsim.VFAddr(vf), "sysfsRoot": e.k.Root,
 		"stateDir": e.stateDir, "bindTimeout": "3s", "ipam": e.ipam(),
 	}
 	for k, v := range extra {

@@ -33,10 +33,10 @@ func TestFaultAfterEachStep(t *testing.T) {
 			info := filepath.Join(t.TempDir(), "devinfo.json")
 			ip := &inProcess{e: e, conf: e.conf(mode, 1, allKnobs(map[string]any{
 				"mtu": 1400, "runtimeConfig": map[string]any{"CNIDeviceInfoFile": info}}))}
-			simBefore, hostBefore, podBefore := e.k.state(), e.snapshot(), netnsSnapshot(t, pod.Path)
+			simBefore, hostBefore, podBefore := e.k.State(), e.snapshot(), netnsSnapshot(t, pod.Path)
 			assertSame := func(when string) {
 				t.Helper()
-				e.k.assertState(simBefore)
+				e.k.AssertState(t, simBefore)
 				e.assertSnapshot(hostBefore)
 				assertSameNetns(t, pod.Path, podBefore)
 				if testutil.FileExists(info) {
@@ -75,7 +75,7 @@ func TestFaultAfterEachStep(t *testing.T) {
 				}
 				assertSame("DEL/GC after crash at " + step)
 			}
-			e.k.takeWrites()
+			e.k.TakeWrites()
 		})
 	}
 }
@@ -87,18 +87,18 @@ func TestAddAfterCrash(t *testing.T) {
 	t.Setenv("CNI_PATH", e.bin)
 	pod := testutil.NewNS(t)
 	ip := &inProcess{e: e, conf: e.conf(sriov.ModeVFIO, 0, allKnobs(nil))}
-	simBefore := e.k.state()
+	simBefore := e.k.State()
 	if err := ip.add("again", pod.Path, plugin.WithStepHook(failAt("vf-trust")), plugin.WithoutRollback()); !errors.Is(err, errInjected) {
 		t.Fatalf("crash: %v", err)
 	}
 	if err := ip.add("again", pod.Path); err != nil {
 		t.Fatalf("ADD after crash: %v", err)
 	}
-	if got := e.k.vf(0); got.Vlan != 100 || !got.Trust {
+	if got := e.k.VF(0); got.Vlan != 100 || !got.Trust {
 		t.Fatalf("VF after second ADD: %+v", got)
 	}
 	if err := ip.del("again", pod.Path); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	e.k.assertState(simBefore)
+	e.k.AssertState(t, simBefore)
 }

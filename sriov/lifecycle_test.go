@@ -13,6 +13,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
+	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
 
 // wantKnobs is VF state after ADD with allKnobs and the given admin MAC.
@@ -49,21 +50,21 @@ func TestNetdevLifecycle(t *testing.T) {
 	pod := testutil.NewNS(t)
 	c := e.cni(e.conf(sriov.ModeNetdev, 1, allKnobs(map[string]any{"mtu": 1400})))
 	rt := testutil.Runtime("nd1", pod.Path, "net1")
-	simBefore, hostBefore, podBefore := e.k.state(), e.snapshot(), netnsSnapshot(t, pod.Path)
+	simBefore, hostBefore, podBefore := e.k.State(), e.snapshot(), netnsSnapshot(t, pod.Path)
 
 	res, err := c.add(rt)
 	if err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
-	assertLines(t, "PF calls on ADD", e.k.takeCalls(), knobCalls(e.k.pfName, 1, "02:11:22:33:44:55"))
-	if got := e.k.vf(1); !jsonEqual(got, wantKnobs("02:11:22:33:44:55")) {
+	assertLines(t, "PF calls on ADD", e.k.TakeCalls(), knobCalls(e.k.PFName, 1, "02:11:22:33:44:55"))
+	if got := e.k.VF(1); !jsonEqual(got, wantKnobs("02:11:22:33:44:55")) {
 		t.Fatalf("VF 1 after ADD: %+v", got)
 	}
-	if w := e.k.takeWrites(); len(w) != 0 {
+	if w := e.k.TakeWrites(); len(w) != 0 {
 		t.Fatalf("netdev mode wrote to sysfs: %v", w)
 	}
 	if len(res.Interfaces) != 1 || res.Interfaces[0].Name != "net1" || res.Interfaces[0].Sandbox != pod.Path ||
-		res.Interfaces[0].PciID != vfAddr(1) || res.Interfaces[0].Mac != "02:11:22:33:44:55" || len(res.IPs) != 1 {
+		res.Interfaces[0].PciID != sriovsim.VFAddr(1) || res.Interfaces[0].Mac != "02:11:22:33:44:55" || len(res.IPs) != 1 {
 		t.Fatalf("result: %+v", res)
 	}
 	var l netlink.Link
@@ -73,8 +74,9 @@ func TestNetdevLifecycle(t *testing.T) {
 	if l.Attrs().MTU != 1400 || l.Attrs().HardwareAddr.String() != "02:11:22:33:44:55" || l.Attrs().Flags&1 == 0 {
 		t.Fatalf("net1: mtu %d mac %s flags %v", l.Attrs().MTU, l.Attrs().HardwareAddr, l.Attrs().Flags)
 	}
+	hostName, _ := e.k.Netdev(sriovsim.VFAddr(1))
 	if err := e.inHost(func() error {
-		if link.Exists(e.k.netdevs[vfAddr(1)].name) {
+		if link.Exists(hostName) {
 			t.Errorf("VF netdev still in the host netns")
 		}
 		return nil
@@ -87,14 +89,14 @@ func TestNetdevLifecycle(t *testing.T) {
 	if err := c.del(rt); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	assertLines(t, "PF calls on DEL", e.k.takeCalls(), restoreCalls(e.k.pfName, 1))
-	e.k.assertState(simBefore)
+	assertLines(t, "PF calls on DEL", e.k.TakeCalls(), restoreCalls(e.k.PFName, 1))
+	e.k.AssertState(t, simBefore)
 	e.assertSnapshot(hostBefore)
 	assertSameNetns(t, pod.Path, podBefore)
 	if err := c.del(rt); err != nil {
 		t.Fatalf("second DEL: %v", err)
 	}
-	if calls := e.k.takeCalls(); len(calls) != 0 {
+	if calls := e.k.TakeCalls(); len(calls) != 0 {
 		t.Fatalf("second DEL touched the VF: %v", calls)
 	}
 	e.assertSnapshot(hostBefore)
@@ -110,26 +112,27 @@ func TestVFIOLifecycle(t *testing.T) {
 		"mac": nil, "mtu": 9000, "capabilities": map[string]bool{"CNIDeviceInfoFile": true}})))
 	rt := testutil.Runtime("vfio1", pod.Path, "net1")
 	rt.CapabilityArgs = map[string]any{"CNIDeviceInfoFile": info}
-	addr := vfAddr(2)
-	netdevMAC := e.k.netdevs[addr].mac.String()
-	simBefore, hostBefore := e.k.state(), e.snapshot()
+	addr := sriovsim.VFAddr(2)
+	_, mac := e.k.Netdev(addr)
+	netdevMAC := mac.String()
+	simBefore, hostBefore := e.k.State(), e.snapshot()
 
 	res, err := c.add(rt)
 	if err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
-	assertLines(t, "sysfs writes on ADD", e.k.takeWrites(), []string{
+	assertLines(t, "sysfs writes on ADD", e.k.TakeWrites(), []string{
 		"drivers/iavf/unbind=" + addr, "devices/" + addr + "/driver_override=vfio-pci", "drivers_probe=" + addr})
-	assertLines(t, "PF calls on ADD", e.k.takeCalls(), knobCalls(e.k.pfName, 2, netdevMAC))
-	if d := e.k.driver(addr); d != "vfio-pci" || !testutil.FileExists(e.k.abs("dev/vfio/102")) {
-		t.Fatalf("driver %q, /dev/vfio/102 exists %v", d, testutil.FileExists(e.k.abs("dev/vfio/102")))
+	assertLines(t, "PF calls on ADD", e.k.TakeCalls(), knobCalls(e.k.PFName, 2, netdevMAC))
+	if d := e.k.Driver(addr); d != "vfio-pci" || !testutil.FileExists(e.k.Abs("dev/vfio/102")) {
+		t.Fatalf("driver %q, /dev/vfio/102 exists %v", d, testutil.FileExists(e.k.Abs("dev/vfio/102")))
 	}
 	h, err := hint.Read(e.stateDir, "vfio1", "net1")
 	if err != nil {
 		t.Fatalf("hint: %v", err)
 	}
 	if h.Kind != hint.KindVFIO || h.VFIO.PCIAddress != addr || h.VFIO.IOMMUGroup != "102" ||
-		h.VFIO.DevicePath != e.k.abs("dev/vfio/102") || h.Guest.MAC != netdevMAC || h.Guest.MTU != 9000 || len(h.Guest.IPs) != 1 {
+		h.VFIO.DevicePath != e.k.Abs("dev/vfio/102") || h.Guest.MAC != netdevMAC || h.Guest.MTU != 9000 || len(h.Guest.IPs) != 1 {
 		t.Fatalf("hint: %+v guest %+v", h.VFIO, h.Guest)
 	}
 	pseudo := hint.PseudoInterfaces(res, "vfio1")
@@ -156,10 +159,10 @@ func TestVFIOLifecycle(t *testing.T) {
 	if err := c.del(rt); err != nil {
 		t.Fatalf("DEL: %v", err)
 	}
-	assertLines(t, "sysfs writes on DEL", e.k.takeWrites(), []string{
+	assertLines(t, "sysfs writes on DEL", e.k.TakeWrites(), []string{
 		"devices/" + addr + "/driver_override=", "drivers/vfio-pci/unbind=" + addr, "drivers_probe=" + addr})
-	assertLines(t, "PF calls on DEL", e.k.takeCalls(), restoreCalls(e.k.pfName, 2))
-	e.k.assertState(simBefore)
+	assertLines(t, "PF calls on DEL", e.k.TakeCalls(), restoreCalls(e.k.PFName, 2))
+	e.k.AssertState(t, simBefore)
 	e.assertSnapshot(hostBefore)
 	if testutil.FileExists(info) {
 		t.Fatal("device-info file left behind")
@@ -167,7 +170,7 @@ func TestVFIOLifecycle(t *testing.T) {
 	if err := c.del(rt); err != nil {
 		t.Fatalf("second DEL: %v", err)
 	}
-	if w, calls := e.k.takeWrites(), e.k.takeCalls(); len(w)+len(calls) != 0 {
+	if w, calls := e.k.TakeWrites(), e.k.TakeCalls(); len(w)+len(calls) != 0 {
 		t.Fatalf("second DEL touched the VF: %v %v", w, calls)
 	}
 }
@@ -178,7 +181,7 @@ func TestDeviceFromDeviceInfoFile(t *testing.T) {
 	e := newEnv(t, 2, false)
 	pod := testutil.NewNS(t)
 	info := filepath.Join(t.TempDir(), "dp.json")
-	content := `{"type":"pci","version":"1.1.0","pci":{"pci-address":"` + vfAddr(1) + `","pf-pci-address":"` + pfAddr + `"}}`
+	content := `{"type":"pci","version":"1.1.0","pci":{"pci-address":"` + sriovsim.VFAddr(1) + `","pf-pci-address":"` + sriovsim.PFAddr + `"}}`
 	if err := os.WriteFile(info, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +193,7 @@ func TestDeviceFromDeviceInfoFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
-	if p := hint.PseudoInterfaces(res, "di1"); len(p) != 1 || res.Interfaces[p[0]].PciID != vfAddr(1) {
+	if p := hint.PseudoInterfaces(res, "di1"); len(p) != 1 || res.Interfaces[p[0]].PciID != sriovsim.VFAddr(1) {
 		t.Fatalf("took the wrong VF: %+v", res.Interfaces)
 	}
 	if err := c.del(rt); err != nil {
@@ -207,39 +210,49 @@ func TestNonViableGroup(t *testing.T) {
 	e := newEnv(t, 4, true)
 	pod := testutil.NewNS(t)
 	c := e.cni(e.conf(sriov.ModeVFIO, 3, allKnobs(nil)))
-	simBefore, hostBefore := e.k.state(), e.snapshot()
+	simBefore, hostBefore := e.k.State(), e.snapshot()
 	_, err := c.add(testutil.Runtime("nv1", pod.Path, "net1"))
 	assertCode(t, err, 7)
-	if !strings.Contains(err.Error(), nvmeAddr) {
+	if !strings.Contains(err.Error(), sriovsim.NVMeAddr) {
 		t.Fatalf("error does not name the offending device: %v", err)
 	}
-	if w, calls := e.k.takeWrites(), e.k.takeCalls(); len(w)+len(calls) != 0 {
+	if w, calls := e.k.TakeWrites(), e.k.TakeCalls(); len(w)+len(calls) != 0 {
 		t.Fatalf("side effects: %v %v", w, calls)
 	}
-	e.k.assertState(simBefore)
+	e.k.AssertState(t, simBefore)
 	e.assertSnapshot(hostBefore)
 }
 
-// TestDelAfterNetnsGone: the pod netns disappears before DEL (the VF
-// stand-in dies with it; a real VF returns to the init netns): DEL
-// succeeds and still restores the PF-side settings, the allocation, IPAM
-// and the record.
+// TestDelAfterNetnsGone: the pod netns disappears before DEL, and the VF
+// netdev returns to the host netns under another name (the simulated
+// kernel's netns refund): DEL succeeds, renames the netdev back, restores
+// the PF-side settings and its MAC, and releases the allocation, IPAM and
+// the record; the simulated host and the host netns are exactly as before.
 func TestDelAfterNetnsGone(t *testing.T) {
 	e := newEnv(t, 2, false)
 	pod := testutil.NewNS(t)
 	c := e.cni(e.conf(sriov.ModeNetdev, 0, allKnobs(nil)))
 	rt := testutil.Runtime("gone1", pod.Path, "net1")
-	simBefore := e.k.state()
+	addr := sriovsim.VFAddr(0)
+	hostName, _ := e.k.Netdev(addr)
+	simBefore, hostBefore := e.k.State(), e.snapshot()
 	if _, err := c.add(rt); err != nil {
 		t.Fatalf("ADD: %v", err)
 	}
-	e.k.takeCalls()
+	e.k.TakeCalls()
 	pod.Delete()
+	if back := e.k.WaitNetdev(addr); back == hostName {
+		t.Fatalf("the VF netdev came back as %q, want another name", back)
+	}
 	if err := c.del(rt); err != nil {
 		t.Fatalf("DEL after netns gone: %v", err)
 	}
-	assertLines(t, "PF calls on DEL", e.k.takeCalls(), restoreCalls(e.k.pfName, 0))
-	e.k.assertState(simBefore)
+	assertLines(t, "PF calls on DEL", e.k.TakeCalls(), restoreCalls(e.k.PFName, 0))
+	if now, _ := e.k.Netdev(addr); now != hostName {
+		t.Fatalf("VF netdev is %q after DEL, want %q", now, hostName)
+	}
+	e.k.AssertState(t, simBefore)
+	e.assertSnapshot(hostBefore)
 	if f := files(t, e.stateDir); len(f) != 0 {
 		t.Fatalf("state left: %v", f)
 	}
@@ -253,6 +266,7 @@ func TestDelAfterNetnsGone(t *testing.T) {
 	if err := c.del(rt); err != nil {
 		t.Fatalf("second DEL: %v", err)
 	}
+	e.assertSnapshot(hostBefore)
 }
 
 // TestDelWithoutAdd: DEL of an attachment that never existed, with a
@@ -263,14 +277,14 @@ func TestDelWithoutAdd(t *testing.T) {
 			e := newEnv(t, 2, false)
 			pod := testutil.NewNS(t)
 			c := e.cni(e.conf(mode, 0, allKnobs(nil)))
-			simBefore, hostBefore := e.k.state(), e.snapshot()
+			simBefore, hostBefore := e.k.State(), e.snapshot()
 			if err := c.del(testutil.Runtime("never", pod.Path, "net1")); err != nil {
 				t.Fatalf("DEL: %v", err)
 			}
-			if w, calls := e.k.takeWrites(), e.k.takeCalls(); len(w)+len(calls) != 0 {
+			if w, calls := e.k.TakeWrites(), e.k.TakeCalls(); len(w)+len(calls) != 0 {
 				t.Fatalf("side effects: %v %v", w, calls)
 			}
-			e.k.assertState(simBefore)
+			e.k.AssertState(t, simBefore)
 			e.assertSnapshot(hostBefore)
 		})
 	}
@@ -282,7 +296,7 @@ func TestStatus(t *testing.T) {
 	if err := e.cni(e.conf(sriov.ModeVFIO, 0, nil)).status(); err != nil {
 		t.Fatalf("STATUS: %v", err)
 	}
-	if err := os.RemoveAll(e.k.abs("dev/vfio")); err != nil {
+	if err := os.RemoveAll(e.k.Abs("dev/vfio")); err != nil {
 		t.Fatal(err)
 	}
 	assertCode(t, e.cni(e.conf(sriov.ModeVFIO, 0, nil)).status(), 50)

@@ -12,6 +12,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
+	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
 
 // TestRaceForOneVF: two pods ADD the same VF at once through the binary;
@@ -21,7 +22,7 @@ func TestRaceForOneVF(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t, 1, false)
-			simBefore := e.k.state()
+			simBefore := e.k.State()
 			pods := []*testutil.NS{testutil.NewNS(t), testutil.NewNS(t)}
 			vlans := []int{10, 20}
 			var clients []*cni
@@ -54,18 +55,18 @@ func TestRaceForOneVF(t *testing.T) {
 			if !strings.Contains(errs[lose].Error(), "allocated to container \""+rts[win].ContainerID+"\"") {
 				t.Fatalf("loser's error does not name the owner: %v", errs[lose])
 			}
-			if got := e.k.vf(0).Vlan; got != vlans[win] {
+			if got := e.k.VF(0).Vlan; got != vlans[win] {
 				t.Fatalf("VF vlan %d, winner configured %d", got, vlans[win])
 			}
-			if o, err := sriov.ReadOwner(e.stateDir, vfAddr(0)); err != nil || o.ContainerID != rts[win].ContainerID {
+			if o, err := sriov.ReadOwner(e.stateDir, sriovsim.VFAddr(0)); err != nil || o.ContainerID != rts[win].ContainerID {
 				t.Fatalf("owner %+v, %v", o, err)
 			}
-			e.k.takeCalls()
-			e.k.takeWrites()
+			e.k.TakeCalls()
+			e.k.TakeWrites()
 			if err := clients[lose].del(rts[lose]); err != nil {
 				t.Fatalf("loser DEL: %v", err)
 			}
-			if w, calls := e.k.takeWrites(), e.k.takeCalls(); len(w)+len(calls) != 0 {
+			if w, calls := e.k.TakeWrites(), e.k.TakeCalls(); len(w)+len(calls) != 0 {
 				t.Fatalf("loser's DEL touched the VF: %v %v", w, calls)
 			}
 			if err := clients[win].check(rts[win]); err != nil {
@@ -74,7 +75,7 @@ func TestRaceForOneVF(t *testing.T) {
 			if err := clients[win].del(rts[win]); err != nil {
 				t.Fatalf("winner DEL: %v", err)
 			}
-			e.k.assertState(simBefore)
+			e.k.AssertState(t, simBefore)
 		})
 	}
 }
@@ -89,7 +90,7 @@ func TestStaleDelAfterReallocation(t *testing.T) {
 	cA := e.cni(e.conf(sriov.ModeNetdev, 0, map[string]any{"vlan": 10, "mac": "02:00:00:00:00:0a"}))
 	cB := e.cni(e.conf(sriov.ModeNetdev, 0, map[string]any{"vlan": 20, "mac": "02:00:00:00:00:0b"}))
 	rtA, rtB := testutil.Runtime("podA", podA.Path, "net1"), testutil.Runtime("podB", podB.Path, "net1")
-	simBefore := e.k.state()
+	simBefore := e.k.State()
 
 	if _, err := cA.add(rtA); err != nil {
 		t.Fatalf("A ADD: %v", err)
@@ -105,13 +106,13 @@ func TestStaleDelAfterReallocation(t *testing.T) {
 	if _, err := cB.add(rtB); err != nil {
 		t.Fatalf("B ADD: %v", err)
 	}
-	e.k.takeCalls()
+	e.k.TakeCalls()
 	assertB := func(when string) {
 		t.Helper()
-		if calls := e.k.takeCalls(); len(calls) != 0 {
+		if calls := e.k.TakeCalls(); len(calls) != 0 {
 			t.Fatalf("%s: PF calls on B's VF: %v", when, calls)
 		}
-		if v := e.k.vf(0); v.Vlan != 20 || v.MAC != "02:00:00:00:00:0b" {
+		if v := e.k.VF(0); v.Vlan != 20 || v.MAC != "02:00:00:00:00:0b" {
 			t.Fatalf("%s: B's VF changed: %+v", when, v)
 		}
 		if err := nsDo(podB.Path, func() error { _, err := link.ByName("net1"); return err }); err != nil {
@@ -156,5 +157,5 @@ func TestStaleDelAfterReallocation(t *testing.T) {
 	if err := cB.del(rtB); err != nil {
 		t.Fatalf("B DEL: %v", err)
 	}
-	e.k.assertState(simBefore)
+	e.k.AssertState(t, simBefore)
 }
