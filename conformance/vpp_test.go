@@ -1,0 +1,84 @@
+package conformance_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/vmcni/vmcni/conformance"
+	"github.com/vmcni/vmcni/vpp/fakevpp"
+)
+
+// TestVPP runs the suite on the vm-vpp binary against a VPP stand-in
+// (package fakevpp: VPP cannot run here) served on a unix socket, so the
+// binary uses its production connector, govpp's socketclient, as with a
+// real VPP: vhost-user and memif on l2 bridge domains. After the suite the stand-in's interfaces and memif sockets
+// are as before (the bridge domain ADD creates stays, by design).
+func TestVPP(t *testing.T) {
+	cases := []struct {
+		name string
+		conf map[string]any
+	}{
+		{"vhost-user-l2", map[string]any{"mode": "server", "bridgeDomain": 10}},
+		{"memif-l2", map[string]any{"interface": "memif", "bridgeDomain": 11}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t)
+			vpp := fakevpp.New()
+			apiSocket := filepath.Join(t.TempDir(), "api.sock")
+			stop, err := vpp.ServeSocket(apiSocket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(stop)
+			sockDir, err := os.MkdirTemp("/tmp", "vmct-cvpp") // short: sun_path
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+			conf := func(extra map[string]any) map[string]any {
+				m := map[string]any{"type": "vm-vpp", "apiSocket": apiSocket, "timeout": "5s",
+					"stateDir": e.stateDir, "socketDir": sockDir, "mtu": 1400}
+				for k, v := range c.conf {
+					m[k] = v
+				}
+				if m["network"] == "l3" {
+					m["ipam"] = e.ipam()
+				}
+				for k, v := range extra {
+					m[k] = v
+				}
+				return m
+			}
+			invalid := func(extra map[string]any) []byte {
+				m := conf(extra)
+				m["cniVersion"], m["name"] = "1.1.0", "vmct-bad"
+				return mustJSON(m)
+			}
+			ifacesBefore, socketsBefore := vpp.Interfaces(), vpp.MemifSockets()
+			rep := e.run(conformance.Config{
+				Conflist:  conflist("vmct-vpp-"+c.name, conf(nil)),
+				WatchDirs: []string{sockDir},
+				InvalidConfigs: [][]byte{
+					invalid(map[string]any{"apiSocket": "relative.sock"}), invalid(map[string]any{"mtu": 10}),
+					invalid(map[string]any{"interface": "bogus"}),
+				},
+			})
+			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
+				conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
+			if got := vpp.Interfaces(); !slices.EqualFunc(got, ifacesBefore, sameIface) {
+				t.Errorf("VPP interfaces after the suite: %+v, before %+v", got, ifacesBefore)
+			}
+			if got := vpp.MemifSockets(); len(got) != len(socketsBefore) {
+				t.Errorf("VPP memif sockets after the suite: %v, before %v", got, socketsBefore)
+			}
+			if u := vpp.Unknown(); len(u) > 0 {
+				t.Errorf("requests the VPP stand-in does not model: %v", u)
+			}
+		})
+	}
+}
+
+func sameIface(a, b fakevpp.Iface) bool { return a.Index == b.Index && a.Name == b.Name && a.Tag == b.Tag }
