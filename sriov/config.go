@@ -82,8 +82,10 @@ type NetConf struct {
 	// and allocations. It must be the same for every network sharing VFs.
 	// Defaults to /var/lib/cni/vmcni.
 	StateDir string `json:"stateDir,omitempty"`
-	// BindTimeout (optional) bounds each wait for a driver bind or unbind to
-	// show in sysfs, as a Go duration ("10s"). Defaults to 10s.
+	// BindTimeout (optional) bounds each wait for the kernel: a driver bind
+	// or unbind to show in sysfs, and (DEL after the pod netns is gone) the
+	// VF netdev to return to the host netns; a Go duration ("10s").
+	// Defaults to 10s.
 	BindTimeout string `json:"bindTimeout,omitempty"`
 
 	// Args is the CNI "args" convention: args.cni.mac.

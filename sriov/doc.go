@@ -52,8 +52,8 @@
 // trusted for that) and only releases IPAM. With a record, it acts on the VF
 // only while the allocation still names this attachment; then it returns the
 // netdev to the host under its original name (a vanished netns is fine: the
-// kernel returns a physical netdev to the init netns, where DEL renames it
-// back), restores the PF-side settings, then the driver (driver_override
+// kernel returns a physical netdev to the init netns, asynchronously, so DEL
+// waits up to bindTimeout for it there and renames it back), restores the PF-side settings, then the driver (driver_override
 // restored, unbind from vfio-pci, drivers_probe), releases IPAM and the
 // allocation, and deletes the record. GC does the same for every vm-sriov
 // record of the network not in cni.dev/valid-attachments. STATUS fails with

@@ -2,6 +2,7 @@ package sriov_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -225,48 +226,55 @@ func TestNonViableGroup(t *testing.T) {
 
 // TestDelAfterNetnsGone: the pod netns disappears before DEL, and the VF
 // netdev returns to the host netns under another name (the simulated
-// kernel's netns refund): DEL succeeds, renames the netdev back, restores
-// the PF-side settings and its MAC, and releases the allocation, IPAM and
-// the record; the simulated host and the host netns are exactly as before.
+// kernel's netns refund), either before DEL or, asynchronously, while DEL
+// waits for it: DEL succeeds, renames the netdev back, restores the
+// PF-side settings and its MAC, and releases the allocation, IPAM and the
+// record; the simulated host and the host netns are exactly as before.
 func TestDelAfterNetnsGone(t *testing.T) {
-	e := newEnv(t, 2, false)
-	pod := testutil.NewNS(t)
-	c := e.cni(e.conf(sriov.ModeNetdev, 0, allKnobs(nil)))
-	rt := testutil.Runtime("gone1", pod.Path, "net1")
-	addr := sriovsim.VFAddr(0)
-	hostName, _ := e.k.Netdev(addr)
-	simBefore, hostBefore := e.k.State(), e.snapshot()
-	if _, err := c.add(rt); err != nil {
-		t.Fatalf("ADD: %v", err)
-	}
-	e.k.TakeCalls()
-	pod.Delete()
-	if back := e.k.WaitNetdev(addr); back == hostName {
-		t.Fatalf("the VF netdev came back as %q, want another name", back)
-	}
-	if err := c.del(rt); err != nil {
-		t.Fatalf("DEL after netns gone: %v", err)
-	}
-	assertLines(t, "PF calls on DEL", e.k.TakeCalls(), restoreCalls(e.k.PFName, 0))
-	if now, _ := e.k.Netdev(addr); now != hostName {
-		t.Fatalf("VF netdev is %q after DEL, want %q", now, hostName)
-	}
-	e.k.AssertState(t, simBefore)
-	e.assertSnapshot(hostBefore)
-	if f := files(t, e.stateDir); len(f) != 0 {
-		t.Fatalf("state left: %v", f)
-	}
-	if f := files(t, e.ipamDir); len(f) > 0 {
-		for _, p := range f {
-			if strings.Contains(filepath.Base(p), ".") && !strings.HasPrefix(filepath.Base(p), "last_reserved") {
-				t.Fatalf("IPAM lease left: %v", f)
+	for _, waitRefund := range []bool{true, false} {
+		t.Run(fmt.Sprintf("refund-before-del=%v", waitRefund), func(t *testing.T) {
+			e := newEnv(t, 2, false)
+			pod := testutil.NewNS(t)
+			c := e.cni(e.conf(sriov.ModeNetdev, 0, allKnobs(nil)))
+			rt := testutil.Runtime("gone1", pod.Path, "net1")
+			addr := sriovsim.VFAddr(0)
+			hostName, _ := e.k.Netdev(addr)
+			simBefore, hostBefore := e.k.State(), e.snapshot()
+			if _, err := c.add(rt); err != nil {
+				t.Fatalf("ADD: %v", err)
 			}
-		}
+			e.k.TakeCalls()
+			pod.Delete()
+			if waitRefund {
+				if back := e.k.WaitNetdev(addr); back == hostName {
+					t.Fatalf("the VF netdev came back as %q, want another name", back)
+				}
+			}
+			if err := c.del(rt); err != nil {
+				t.Fatalf("DEL after netns gone: %v", err)
+			}
+			assertLines(t, "PF calls on DEL", e.k.TakeCalls(), restoreCalls(e.k.PFName, 0))
+			if now := e.k.WaitNetdev(addr); now != hostName {
+				t.Fatalf("VF netdev is %q after DEL, want %q", now, hostName)
+			}
+			e.k.AssertState(t, simBefore)
+			e.assertSnapshot(hostBefore)
+			if f := files(t, e.stateDir); len(f) != 0 {
+				t.Fatalf("state left: %v", f)
+			}
+			if f := files(t, e.ipamDir); len(f) > 0 {
+				for _, p := range f {
+					if strings.Contains(filepath.Base(p), ".") && !strings.HasPrefix(filepath.Base(p), "last_reserved") {
+						t.Fatalf("IPAM lease left: %v", f)
+					}
+				}
+			}
+			if err := c.del(rt); err != nil {
+				t.Fatalf("second DEL: %v", err)
+			}
+			e.assertSnapshot(hostBefore)
+		})
 	}
-	if err := c.del(rt); err != nil {
-		t.Fatalf("second DEL: %v", err)
-	}
-	e.assertSnapshot(hostBefore)
 }
 
 // TestDelWithoutAdd: DEL of an attachment that never existed, with a

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
@@ -130,24 +133,59 @@ func returnNetdev(nsPath, ifName, hostName string, mtu int) error {
 // reclaimNetdev renames the VF's netdev back to hostName when it is in the
 // host netns under another name: the kernel returns a physical netdev to
 // the init netns when its netns is destroyed, keeping the pod's name (or
-// dev%d on a clash).
-func reclaimNetdev(hw pci, addr, hostName string) error {
+// dev%d on a clash). Destruction is asynchronous (a workqueue runs it after
+// the last reference is gone), so a DEL right after the netns was deleted
+// polls up to timeout for the netdev to show in the host's sysfs net/
+// entry; when it does not (the netns is still held by a process, or the VF
+// left its network driver), there is nothing to rename.
+func reclaimNetdev(hw pci, addr, hostName string, timeout time.Duration, log *slog.Logger) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		names, err := hostNetdevs(hw, addr)
+		if err != nil || len(names) > 0 {
+			return errors.Join(err, renameNetdevs(names, hostName))
+		}
+		if drv, err := hw.Driver(addr); err != nil || drv == "" || drv == VFIODriver {
+			return err // no netdev will come
+		}
+		if time.Now().After(deadline) {
+			log.Warn("VF netdev did not return to the host netns; not renaming it", "pci", addr, "waited", timeout)
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hostNetdevs returns the links of VF addr in the calling thread's netns
+// (sysfs net/ entries that name a link here).
+func hostNetdevs(hw pci, addr string) ([]netlink.Link, error) {
 	names, err := hw.Netdevs(addr)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var errs []error
+	var links []netlink.Link
 	for _, n := range names {
-		if n == hostName {
-			continue
-		}
 		l, err := link.ByName(n)
 		if link.IsNotFound(err) {
 			continue
 		}
-		if err == nil {
-			err = link.SetDown(l)
+		if err != nil {
+			return nil, err
 		}
+		links = append(links, l)
+	}
+	return links, nil
+}
+
+// renameNetdevs brings each link not called hostName down and renames it
+// hostName.
+func renameNetdevs(links []netlink.Link, hostName string) error {
+	var errs []error
+	for _, l := range links {
+		if l.Attrs().Name == hostName {
+			continue
+		}
+		err := link.SetDown(l)
 		if err == nil {
 			err = link.Rename(l, hostName)
 		}
