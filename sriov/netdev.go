@@ -130,20 +130,20 @@ func returnNetdev(nsPath, ifName, hostName string, mtu int) error {
 	})
 }
 
-// reclaimNetdev renames the VF's netdev back to hostName when it is in the
-// host netns under another name: the kernel returns a physical netdev to
+// reclaimNetdev renames the VF's netdev back to hostName, and restores its
+// MTU, when it is in the host netns under another name: the kernel returns a physical netdev to
 // the init netns when its netns is destroyed, keeping the pod's name (or
 // dev%d on a clash). Destruction is asynchronous (a workqueue runs it after
 // the last reference is gone), so a DEL right after the netns was deleted
 // polls up to timeout for the netdev to show in the host's sysfs net/
 // entry; when it does not (the netns is still held by a process, or the VF
 // left its network driver), there is nothing to rename.
-func reclaimNetdev(hw pci, addr, hostName string, timeout time.Duration, log *slog.Logger) error {
+func reclaimNetdev(hw pci, addr, hostName string, mtu int, timeout time.Duration, log *slog.Logger) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		names, err := hostNetdevs(hw, addr)
 		if err != nil || len(names) > 0 {
-			return errors.Join(err, renameNetdevs(names, hostName))
+			return errors.Join(err, restoreNetdevs(names, hostName, mtu))
 		}
 		if drv, err := hw.Driver(addr); err != nil || drv == "" || drv == VFIODriver {
 			return err // no netdev will come
@@ -177,17 +177,21 @@ func hostNetdevs(hw pci, addr string) ([]netlink.Link, error) {
 	return links, nil
 }
 
-// renameNetdevs brings each link not called hostName down and renames it
-// hostName.
-func renameNetdevs(links []netlink.Link, hostName string) error {
+// restoreNetdevs gives each link its host name and original MTU (when
+// mtu is not 0), bringing it down first when it needs renaming: the kernel
+// returns a VF netdev from a destroyed netns with the pod's name and MTU.
+func restoreNetdevs(links []netlink.Link, hostName string, mtu int) error {
 	var errs []error
 	for _, l := range links {
-		if l.Attrs().Name == hostName {
-			continue
+		var err error
+		if mtu != 0 && l.Attrs().MTU != mtu {
+			err = link.SetMTU(l, mtu)
 		}
-		err := link.SetDown(l)
-		if err == nil {
-			err = link.Rename(l, hostName)
+		if err == nil && l.Attrs().Name != hostName {
+			err = link.SetDown(l)
+			if err == nil {
+				err = link.Rename(l, hostName)
+			}
 		}
 		errs = append(errs, err)
 	}

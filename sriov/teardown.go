@@ -90,7 +90,7 @@ func (t *teardown) releaseVF() error {
 		err := returnNetdev(rec.Netns, rec.IfName, st.Netdev, st.NetdevMTU)
 		if errors.Is(err, netns.ErrGone) {
 			t.log.Info("pod netns is gone; looking for the VF netdev in the host", "pci", st.PCI)
-			err = reclaimNetdev(hw, st.PCI, st.Netdev, t.conf.bindTimeout, t.log)
+			err = reclaimNetdev(hw, st.PCI, st.Netdev, st.NetdevMTU, t.conf.bindTimeout, t.log)
 		}
 		errs = append(errs, err)
 	}

@@ -1,10 +1,12 @@
 package link
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -15,6 +17,12 @@ import (
 // target namespace under its old name, and a clash of the old name there is
 // resolved by using newName directly. The device arrives down. It acts from
 // the calling thread's namespace (l must be visible there).
+//
+// The call is all or nothing. When newName is already taken in the target
+// namespace the kernel still moves the device (under its old name) and only
+// then fails the rename; MoveToNetns then moves it back under its old name
+// before returning the error, so a failed call leaves the device where it
+// was (possibly under another ifindex: look it up again by name).
 func MoveToNetns(l netlink.Link, nsFd int, newName string) error {
 	if err := ValidateName(newName); err != nil {
 		return err
@@ -30,7 +38,36 @@ func MoveToNetns(l netlink.Link, nsFd int, newName string) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("move link %q to another netns as %q: %w", l.Attrs().Name, newName, err)
+		err = fmt.Errorf("move link %q to another netns as %q: %w", l.Attrs().Name, newName, err)
+		return errors.Join(err, undoHalfMove(l, nsFd))
+	}
+	return nil
+}
+
+// undoHalfMove brings l back from the namespace at nsFd when a failed
+// move-and-rename left it there under its old name. When l is still here
+// (under its name and index) nothing moved and it does nothing.
+func undoHalfMove(l netlink.Link, nsFd int) error {
+	name := l.Attrs().Name
+	if here, err := netlink.LinkByIndex(l.Attrs().Index); err == nil && here.Attrs().Name == name {
+		return nil
+	}
+	there, err := netlink.NewHandleAt(netns.NsHandle(nsFd))
+	if err != nil {
+		return fmt.Errorf("open the target netns to undo the move of %q: %w", name, err)
+	}
+	defer there.Close()
+	moved, err := there.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find %q in the target netns to undo its move: %w", name, err)
+	}
+	self, err := netns.Get()
+	if err != nil {
+		return fmt.Errorf("open this netns to undo the move of %q: %w", name, err)
+	}
+	defer self.Close()
+	if err := there.LinkSetNsFd(moved, int(self)); err != nil {
+		return fmt.Errorf("move %q back after the failed rename: %w", name, err)
 	}
 	return nil
 }
