@@ -17,13 +17,20 @@
 //     on ADD, one error object on failure, nothing else.
 //   - host hygiene: every check that changes the host compares a snapshot of
 //     the host netns's links, addresses, routes and qdiscs, vmcni's nftables
-//     rules and the files, directories and sockets under the watched
-//     directories (state dirs, IPAM data dirs, socket dirs) before and after.
+//     rules and the files, sockets, symlinks and empty directories under the
+//     watched directories (state dirs, IPAM data dirs, socket dirs) before
+//     and after (package hostsnap).
 //   - concurrency: N parallel ADDs then N parallel DELs, no failure, no leak.
 //   - VM hint checks (only when the result carries vmcni pseudo-interfaces):
 //     the interfaces the result names exist, socketPath is a socket or (for a
 //     backend that creates none) its directory exists, pciID is a PCI
 //     address, and the pseudo-interface and hint file agree with the result.
+//
+// Plugins that take one device per attachment get it as a device plugin
+// would hand it out: Config.CapabilityArgsPool holds one capability-args
+// object per device, each attachment takes a free one, and every plugin
+// receives the keys its "capabilities" declare as runtimeConfig, through
+// libcni and in the suite's direct execs alike.
 //
 // The suite creates network namespaces named with Config.NamePrefix (default
 // "vmct") under /var/run/netns and removes them; it needs root.
