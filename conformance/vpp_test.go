@@ -81,4 +81,6 @@ func TestVPP(t *testing.T) {
 	}
 }
 
-func sameIface(a, b fakevpp.Iface) bool { return a.Index == b.Index && a.Name == b.Name && a.Tag == b.Tag }
+func sameIface(a, b fakevpp.Iface) bool {
+	return a.Index == b.Index && a.Name == b.Name && a.Tag == b.Tag
+}
