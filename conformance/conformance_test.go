@@ -77,6 +77,26 @@ func mustJSON(v any) []byte {
 	return data
 }
 
+// merged returns a copy of base with the keys of each extra set over it.
+func merged(base map[string]any, extra ...map[string]any) map[string]any {
+	out := make(map[string]any, len(base))
+	for k, v := range base {
+		out[k] = v
+	}
+	for _, e := range extra {
+		for k, v := range e {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// invalidConf is plugin config conf with overrides, as a standalone config
+// (cniVersion, name) the plugin must reject with code 7.
+func invalidConf(conf, overrides map[string]any) []byte {
+	return mustJSON(merged(conf, overrides, map[string]any{"cniVersion": "1.1.0", "name": "vmct-bad"}))
+}
+
 // run runs the suite and fails t for each failed check. The report is
 // logged, and written to $VMCNI_CONFORMANCE_REPORT_DIR/<name>.{txt,json}
 // when that is set (to publish it).
@@ -128,13 +148,12 @@ func TestVMBridgeStandalone(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
-			bad := e.vmBridge("nosuchmode")
-			bad["cniVersion"], bad["name"] = "1.1.0", "vmct-bad"
-			badMTU := e.vmBridge(mode)
-			badMTU["cniVersion"], badMTU["name"], badMTU["mtu"] = "1.1.0", "vmct-bad", 20
 			rep := e.run(conformance.Config{
-				Conflist:       conflist("vmct-sa-"+mode, e.vmBridge(mode)),
-				InvalidConfigs: [][]byte{mustJSON(bad), mustJSON(badMTU)},
+				Conflist: conflist("vmct-sa-"+mode, e.vmBridge(mode)),
+				InvalidConfigs: [][]byte{
+					invalidConf(e.vmBridge(mode), map[string]any{"mode": "nosuchmode"}),
+					invalidConf(e.vmBridge(mode), map[string]any{"mtu": 20}),
+				},
 			})
 			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckFailedAdd,
 				conformance.CheckErrInvalidConfig, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)

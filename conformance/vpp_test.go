@@ -38,32 +38,18 @@ func TestVPP(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
-			conf := func(extra map[string]any) map[string]any {
-				m := map[string]any{"type": "vm-vpp", "apiSocket": apiSocket, "timeout": "5s",
-					"stateDir": e.stateDir, "socketDir": sockDir, "mtu": 1400}
-				for k, v := range c.conf {
-					m[k] = v
-				}
-				if m["network"] == "l3" {
-					m["ipam"] = e.ipam()
-				}
-				for k, v := range extra {
-					m[k] = v
-				}
-				return m
-			}
-			invalid := func(extra map[string]any) []byte {
-				m := conf(extra)
-				m["cniVersion"], m["name"] = "1.1.0", "vmct-bad"
-				return mustJSON(m)
+			conf := merged(map[string]any{"type": "vm-vpp", "apiSocket": apiSocket, "timeout": "5s",
+				"stateDir": e.stateDir, "socketDir": sockDir, "mtu": 1400}, c.conf)
+			if conf["network"] == "l3" {
+				conf["ipam"] = e.ipam()
 			}
 			ifacesBefore, socketsBefore := vpp.Interfaces(), vpp.MemifSockets()
 			rep := e.run(conformance.Config{
-				Conflist:  conflist("vmct-vpp-"+c.name, conf(nil)),
+				Conflist:  conflist("vmct-vpp-"+c.name, conf),
 				WatchDirs: []string{sockDir},
 				InvalidConfigs: [][]byte{
-					invalid(map[string]any{"apiSocket": "relative.sock"}), invalid(map[string]any{"mtu": 10}),
-					invalid(map[string]any{"interface": "bogus"}),
+					invalidConf(conf, map[string]any{"apiSocket": "relative.sock"}),
+					invalidConf(conf, map[string]any{"mtu": 10}), invalidConf(conf, map[string]any{"interface": "bogus"}),
 				},
 			})
 			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
