@@ -1,11 +1,13 @@
 package sriovsim
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path"
 	"runtime"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
@@ -13,28 +15,45 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// start watches the writable attributes (inotify IN_CLOSE_WRITE), and
-// starts the kernel goroutine, which subscribes to the host netns's link
-// events and creates the VF netdevs before it serves.
+// sharedAttrs are the attributes every process writes to (a PCI address
+// each), which are named pipes: every drivers/<drv>/bind and unbind, and
+// drivers_probe.
+func sharedAttrs() []string {
+	var rels []string
+	for _, d := range drivers {
+		rels = append(rels, "sys/bus/pci/drivers/"+d+"/bind", "sys/bus/pci/drivers/"+d+"/unbind")
+	}
+	return append(rels, "sys/bus/pci/drivers_probe")
+}
+
+// sharedAttr is a shared attribute's pipe, open for reading and writing, so
+// that writers never block in open and reads never see end of file.
+type sharedAttr struct {
+	rel string
+	fd  int
+}
+
+// start opens the shared attributes' pipes and watches each device's
+// driver_override (inotify IN_CLOSE_WRITE), starts the poller, and starts
+// the kernel goroutine, which subscribes to the host netns's link events
+// and creates the VF netdevs before it serves.
 func (k *Kernel) start() {
+	for _, rel := range sharedAttrs() {
+		fd, err := unix.Open(k.Abs(rel), unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+		k.must(err)
+		k.shared = append(k.shared, &sharedAttr{rel: rel, fd: fd})
+	}
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	k.must(err)
-	k.inotify = os.NewFile(uintptr(fd), "inotify")
-	watch := func(rel string) {
+	k.inotify = fd
+	for addr := range k.groups {
+		rel := devDir(addr) + "/driver_override"
 		wd, err := unix.InotifyAddWatch(fd, k.Abs(rel), unix.IN_CLOSE_WRITE)
 		k.must(err)
 		k.wds[wd] = rel
 	}
-	for _, d := range drivers {
-		watch("sys/bus/pci/drivers/" + d + "/bind")
-		watch("sys/bus/pci/drivers/" + d + "/unbind")
-	}
-	watch("sys/bus/pci/drivers_probe")
-	watch(syncFile)
-	for addr := range k.groups {
-		watch(devDir(addr) + "/driver_override")
-	}
-	go k.readInotify()
+	k.polling = true
+	go k.poll()
 
 	ready := make(chan error, 1)
 	k.started = true
@@ -84,38 +103,55 @@ func (k *Kernel) stop() {
 	if k.started {
 		<-k.done
 	}
+	if k.polling {
+		<-k.pollDone
+	}
 	if k.subscribed {
 		close(k.linksDone)
 		for range k.links {
 			// drain until the subscription closes the channel
 		}
 	}
-	if k.inotify != nil {
-		_ = k.inotify.Close()
+	for _, a := range k.shared {
+		_ = unix.Close(a.fd)
+	}
+	if k.inotify >= 0 {
+		_ = unix.Close(k.inotify)
 	}
 	_ = k.host.Close()
 }
 
-// readInotify forwards the completed writes to the kernel goroutine.
-func (k *Kernel) readInotify() {
-	buf := make([]byte, 64*1024)
+// pollInterval bounds how long the poller takes to notice quit.
+const pollInterval = 100 * time.Millisecond
+
+// poll tells the kernel goroutine when a write is waiting, in a pipe or as
+// an inotify event; the kernel goroutine reads them (drain).
+func (k *Kernel) poll() {
+	defer close(k.pollDone)
+	fds := []unix.PollFd{{Fd: int32(k.inotify), Events: unix.POLLIN}}
+	for _, a := range k.shared {
+		fds = append(fds, unix.PollFd{Fd: int32(a.fd), Events: unix.POLLIN})
+	}
 	for {
-		n, err := k.inotify.Read(buf)
-		if err != nil {
-			return // closed
+		n, err := unix.Poll(fds, int(pollInterval/time.Millisecond))
+		select {
+		case <-k.quit:
+			return
+		default:
 		}
-		for off := 0; off+unix.SizeofInotifyEvent <= n; {
-			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-			off += unix.SizeofInotifyEvent + int(ev.Len)
-			rel, ok := k.wds[int(ev.Wd)]
-			if !ok {
-				continue
-			}
-			select {
-			case k.events <- rel:
-			case <-k.quit:
-				return
-			}
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			k.fail("poll the sysfs attributes: %v", err)
+			return
+		}
+		if n <= 0 {
+			continue
+		}
+		// Level-triggered: until the kernel goroutine drains, the next
+		// poll returns at once and this send waits for it.
+		select {
+		case k.kick <- struct{}{}:
+		case <-k.quit:
+			return
 		}
 	}
 }
@@ -128,8 +164,8 @@ func (k *Kernel) serve() {
 		select {
 		case <-k.quit:
 			return
-		case rel := <-k.events:
-			k.handle(rel)
+		case <-k.kick:
+			k.drain()
 		case u, ok := <-links:
 			if !ok {
 				k.fail("link event subscription ended")
@@ -138,28 +174,178 @@ func (k *Kernel) serve() {
 			}
 			k.linkEvent(u)
 		case reply := <-k.queries:
+			k.drain()
 			reply <- k.caughtUp()
 		}
 	}
 }
 
-// handle applies one completed write.
-func (k *Kernel) handle(rel string) {
+// sharedWrite is one value written to a shared attribute.
+type sharedWrite struct{ rel, value string }
+
+// drain applies every write made so far, until none is left: a write that
+// returned before drain started is in a pipe or the inotify queue (the
+// kernel queues IN_CLOSE_WRITE before close returns).
+//
+// Each pass reads the pipes first, then the inotify queue, and applies the
+// driver_override writes before the pipes' values: a driver_override
+// written before a value (driver_override, then drivers_probe) is then
+// applied first. One written after a value could be reordered before it
+// within a pass, but vm-sriov waits for the outcome of every bind, unbind
+// and drivers_probe before its next write. The pipes' values are applied
+// in the order they were written to each pipe.
+func (k *Kernel) drain() {
+	for {
+		var values []sharedWrite
+		for _, a := range k.shared {
+			data, err := readAll(a.fd)
+			if err != nil {
+				k.fail("read %q: %v", a.rel, err)
+			}
+			for _, v := range splitValues(string(data)) {
+				values = append(values, sharedWrite{a.rel, v})
+			}
+		}
+		overrides, err := k.readInotify()
+		if err != nil {
+			k.fail("read inotify events: %v", err)
+		}
+		if len(values) == 0 && len(overrides) == 0 {
+			return
+		}
+		for _, rel := range overrides {
+			k.handleOverride(rel)
+		}
+		for _, w := range values {
+			k.handle(w.rel, w.value)
+		}
+	}
+}
+
+// readAll reads a non-blocking descriptor until it has nothing more.
+func readAll(fd int) ([]byte, error) {
+	var data []byte
+	buf := make([]byte, 64*1024)
+	for {
+		n, err := unix.Read(fd, buf)
+		switch {
+		case n > 0:
+			data = append(data, buf[:n]...)
+		case errors.Is(err, unix.EINTR):
+		case errors.Is(err, unix.EAGAIN), err == nil:
+			return data, nil
+		default:
+			return data, err
+		}
+	}
+}
+
+// readInotify returns the driver_override files written to since the last
+// call, in order.
+func (k *Kernel) readInotify() ([]string, error) {
+	data, err := readAll(k.inotify)
+	var rels []string
+	for off := 0; off+unix.SizeofInotifyEvent <= len(data); {
+		ev := (*unix.InotifyEvent)(unsafe.Pointer(&data[off]))
+		off += unix.SizeofInotifyEvent + int(ev.Len)
+		if rel, ok := k.wds[int(ev.Wd)]; ok {
+			rels = append(rels, rel)
+		}
+	}
+	return rels, err
+}
+
+// pciAddrLen is the length of a PCI address, dddd:bb:dd.f.
+const pciAddrLen = len("0000:00:00.0")
+
+// isPCIAddr reports whether s starts with a PCI address.
+func isPCIAddr(s string) bool {
+	if len(s) < pciAddrLen {
+		return false
+	}
+	for i := range pciAddrLen {
+		c := s[i]
+		switch i {
+		case 4, 7:
+			if c != ':' {
+				return false
+			}
+		case 10:
+			if c != '.' {
+				return false
+			}
+		case 11:
+			if c < '0' || c > '7' {
+				return false
+			}
+		default:
+			if !isHex(c) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isSeparator(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0
+}
+
+// splitValues splits what a shared attribute's pipe held into the values
+// written: each write (one value, with or without a trailing newline) is
+// atomic, being under PIPE_BUF, but the pipe concatenates them. A value
+// ends at whitespace, and a PCI address (dddd:bb:dd.f, the only value
+// vm-sriov writes) is a value of its own, also when another follows it
+// without a separator or it follows something else.
+func splitValues(s string) []string {
+	var out []string
+	for {
+		for s != "" && isSeparator(s[0]) {
+			s = s[1:]
+		}
+		if s == "" {
+			return out
+		}
+		n := len(s)
+		if isPCIAddr(s) {
+			n = pciAddrLen
+		} else {
+			for i := 1; i < len(s); i++ {
+				if isSeparator(s[i]) || isPCIAddr(s[i:]) {
+					n = i
+					break
+				}
+			}
+		}
+		out = append(out, s[:n])
+		s = s[n:]
+	}
+}
+
+// handleOverride records a write to a device's driver_override, which
+// bind and drivers_probe read when they act.
+func (k *Kernel) handleOverride(rel string) {
 	data, err := os.ReadFile(k.Abs(rel))
 	if err != nil {
 		k.fail("read %q: %v", rel, err)
 		return
 	}
-	value := strings.TrimSpace(string(data))
-	if rel == syncFile {
-		k.mu.Lock()
-		k.syncSeq++
-		k.mu.Unlock()
-		return
-	}
+	k.record(rel, strings.TrimSpace(string(data)))
+}
+
+func (k *Kernel) record(rel, value string) {
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	k.writes = append(k.writes, strings.TrimPrefix(rel, "sys/bus/pci/")+"="+value)
-	k.mu.Unlock()
+}
+
+// handle applies one value written to a shared attribute.
+func (k *Kernel) handle(rel, value string) {
+	k.record(rel, value)
 	drv := path.Base(path.Dir(rel))
 	switch {
 	case strings.HasSuffix(rel, "/unbind"):

@@ -17,10 +17,10 @@
 //     non-viable for VFIO.
 //   - Drivers iavf, ice, vfio-pci and nvme with bind and unbind files,
 //     drivers_probe and each device's driver_override, acted on as the
-//     kernel does once the write completes: unbind drops the driver link,
-//     bind adds it (refusing a bound device, EBUSY, or one whose override
-//     names another driver), drivers_probe binds an unbound device to its
-//     override, else to iavf. Binding a device to vfio-pci creates
+//     kernel does once the write completes (see Sysfs attributes): unbind
+//     drops the driver link, bind adds it (refusing a bound device, EBUSY,
+//     or one whose override names another driver), drivers_probe binds an
+//     unbound device to its override, else to iavf. Binding a device to vfio-pci creates
 //     dev/vfio/<group>; unbinding the group's last vfio-pci device removes
 //     it. dev/vfio/vfio exists. Refused writes fail the test at the next
 //     TakeWrites.
@@ -41,6 +41,30 @@
 //   - The PF's VF table, sriov.FakePFFile: its presence makes vm-sriov use
 //     sriov.FakePF instead of netlink for the PF-side VF settings.
 //
+// # Sysfs attributes
+//
+// The attributes every process writes to, each drivers/<drv>/bind and
+// unbind and drivers_probe, are named pipes (mode 0200, write-only as in
+// sysfs) that the kernel goroutine holds open for reading and writing: a
+// writer (os.OpenFile O_WRONLY|O_TRUNC, one write, close, as
+// sriov.RootFS.WriteFile does) never blocks, and every write is acted on,
+// also when several processes write the same attribute at once (the
+// kernel handles each write() on its own). A write of one value is atomic
+// (under PIPE_BUF), but the pipe concatenates writes, so the simulator
+// splits what it reads into values at whitespace and around PCI addresses
+// (dddd:bb:dd.f): write one PCI address per write, with or without a
+// trailing newline. Nothing may read these files: a read blocks while the
+// pipe is empty and takes the values it gets away from the simulator.
+//
+// A device's driver_override has one writer (vm-sriov, for the VF it
+// owns) and is read back, so it stays a regular file, watched with
+// inotify (IN_CLOSE_WRITE) and re-read once written. Writes are applied
+// in the order they were made as far as vm-sriov can observe it: a
+// driver_override written before a bind, unbind or drivers_probe is
+// applied before it (vm-sriov waits for the outcome of each of those
+// before its next write). TakeWrites, State and WaitNetdev first apply
+// every write made before they were called.
+//
 // <prefix> is unique per Start ("vmct" and random hex), so concurrent test
 // runs never share names. t.Cleanup stops the goroutine and deletes every
 // link the simulator created.
@@ -48,12 +72,14 @@
 // # Differences from a real kernel
 //
 // sysfs writes take effect shortly after they return (vm-sriov polls for
-// the outcome, as it must for asynchronous probing). A VF's net/ directory
-// keeps listing its netdev's last host name while the netdev is in another
-// netns (a real sysfs shows only the netdevs of its mount's netns). A
-// refunded netdev always gets a new name, the stand-in's original MACs and
-// MTU 1500, and is down (the kernel keeps the name when it is free, and the
-// MAC and MTU the pod gave it).
+// the outcome, as it must for asynchronous probing), and a refused write
+// does not fail: it fails the test at the next TakeWrites. bind, unbind
+// and drivers_probe are named pipes, not regular files (see Sysfs
+// attributes). A VF's net/ directory keeps listing its netdev's last host
+// name while the netdev is in another netns (a real sysfs shows only the
+// netdevs of its mount's netns). A refunded netdev always gets a new name,
+// the stand-in's original MACs and MTU 1500, and is down (the kernel keeps
+// the name when it is free, and the MAC and MTU the pod gave it).
 package sriovsim
 
 import (
@@ -70,6 +96,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/testutil"
@@ -124,23 +151,29 @@ type Kernel struct {
 	prefix string
 	host   vnetns.NsHandle
 	groups map[string]string // PCI address -> IOMMU group; fixed at Start
-	wds    map[int]string    // inotify watch -> watched file; fixed at Start
+	wds    map[int]string    // inotify watch -> watched driver_override; fixed at Start
 
-	// mu guards writes, errs, syncSeq, stopped and the fields of every
-	// netdev in netdevs (the map itself is fixed at Start).
+	// mu guards writes, errs, stopped and the fields of every netdev in
+	// netdevs (the map itself is fixed at Start).
 	mu      sync.Mutex
 	writes  []string
 	errs    []string
-	syncSeq int
 	stopped bool
 	netdevs map[string]*netdev // VF PCI address -> its netdev stand-in
 
-	// started and subscribed say what stop must wait for; set before
-	// the kernel goroutine starts and before it closes done.
-	started, subscribed bool
+	// started, polling and subscribed say what stop must wait for; set
+	// before the kernel goroutine (the poller) starts and before the
+	// kernel goroutine closes done.
+	started, polling, subscribed bool
 
-	inotify   *os.File
-	events    chan string             // completed writes, from the inotify reader
+	// inotify (-1 when not open) and the pipes of shared are read by the
+	// kernel goroutine only (drain); stop closes them once it and the
+	// poller are gone.
+	inotify int
+	shared  []*sharedAttr
+
+	kick      chan struct{}           // "readable", from the poller
+	pollDone  chan struct{}           // closed when the poller is gone
 	links     chan netlink.LinkUpdate // the host netns's link events
 	linksDone chan struct{}           // closing it ends the link subscription
 	queries   chan chan bool          // "settled?", answered by the kernel goroutine
@@ -165,7 +198,7 @@ func Start(t testing.TB, o Options) *Kernel {
 		Root: filepath.Join(t.TempDir(), "root"), PFName: prefix + "pf",
 		t: t, prefix: prefix, host: host, groups: map[string]string{}, wds: map[int]string{},
 		netdevs: map[string]*netdev{},
-		events:  make(chan string), links: make(chan netlink.LinkUpdate, 256), linksDone: make(chan struct{}),
+		inotify: -1, kick: make(chan struct{}), pollDone: make(chan struct{}), links: make(chan netlink.LinkUpdate, 256), linksDone: make(chan struct{}),
 		queries: make(chan chan bool), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	t.Cleanup(k.stop)
@@ -204,12 +237,11 @@ func (k *Kernel) build(o Options) {
 		k.must(os.WriteFile(k.Abs(rel), []byte(content), 0o644))
 	}
 	symlink := func(target, rel string) { mkdir(path.Dir(rel)); k.must(os.Symlink(target, k.Abs(rel))) }
-	for _, d := range drivers {
-		file("sys/bus/pci/drivers/"+d+"/bind", "")
-		file("sys/bus/pci/drivers/"+d+"/unbind", "")
+	for _, rel := range sharedAttrs() {
+		mkdir(path.Dir(rel))
+		// Write-only, as in sysfs: a reader would take writers' values.
+		k.must(unix.Mkfifo(k.Abs(rel), 0o200))
 	}
-	file("sys/bus/pci/drivers_probe", "")
-	file(syncFile, "")
 	file("dev/vfio/vfio", "")
 	device := func(addr, driver, group string) {
 		dir := devDir(addr)
@@ -291,26 +323,17 @@ func (k *Kernel) takeErrs() []string {
 	return errs
 }
 
-// syncFile is the watched file sync writes to.
-const syncFile = "sys/.sync"
-
 // settleTimeout bounds every wait for the kernel goroutine.
 const settleTimeout = 10 * time.Second
 
 // sync waits until the kernel goroutine has handled every write made so far
-// and every link event the host netns has sent so far.
+// (each settled query drains them all first) and every link event the host
+// netns has sent so far.
 func (k *Kernel) sync() {
 	k.t.Helper()
-	k.mu.Lock()
-	want := k.syncSeq + 1
-	k.mu.Unlock()
-	k.must(os.WriteFile(k.Abs(syncFile), []byte("x"), 0o644))
 	deadline := time.Now().Add(settleTimeout)
 	for {
-		k.mu.Lock()
-		got := k.syncSeq
-		k.mu.Unlock()
-		if got >= want && k.settled() {
+		if k.settled() {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -320,8 +343,8 @@ func (k *Kernel) sync() {
 	}
 }
 
-// settled asks the kernel goroutine whether its view of the VF netdevs
-// matches the host netns's links.
+// settled has the kernel goroutine apply every write made so far, and asks
+// it whether its view of the VF netdevs matches the host netns's links.
 func (k *Kernel) settled() bool {
 	reply := make(chan bool, 1)
 	select {

@@ -1,0 +1,121 @@
+package sriovsim_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/containernetworking/cni/libcni"
+
+	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/sriov"
+	"github.com/vmcni/vmcni/sriov/sriovsim"
+)
+
+func TestMain(m *testing.M) { testutil.Main(m) }
+
+// concurrency is the number of writers (VFs) of the concurrency tests.
+const concurrency = 8
+
+// parallel runs fn(0) … fn(n-1) at once and returns their errors.
+func parallel(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+func assertNoErrors(t *testing.T, what string, errs []error) {
+	t.Helper()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s %d: %v", what, i, err)
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// TestConcurrentWrites: processes writing the same shared attribute at once
+// (one VF address each, as vm-sriov does: with or without a newline) are
+// each acted on, as the kernel handles every write() on its own.
+func TestConcurrentWrites(t *testing.T) {
+	k := sriovsim.Start(t, sriovsim.Options{VFs: concurrency, HostNS: testutil.NewNS(t).Path})
+	before := k.State()
+	fs := sriov.RootFS{Root: k.Root}
+	value := func(i int) string {
+		if i%2 == 0 {
+			return sriovsim.VFAddr(i) + "\n"
+		}
+		return sriovsim.VFAddr(i)
+	}
+	for _, attr := range []string{"drivers/" + sriovsim.NetDriver + "/unbind", "drivers_probe"} {
+		assertNoErrors(t, attr, parallel(concurrency, func(i int) error {
+			return fs.WriteFile("sys/bus/pci/"+attr, []byte(value(i)))
+		}))
+		var want []string
+		for i := range concurrency {
+			want = append(want, attr+"="+sriovsim.VFAddr(i))
+		}
+		got := k.TakeWrites()
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("writes to %s:\n got %q\nwant %q", attr, got, want)
+		}
+	}
+	k.AssertState(t, before)
+}
+
+// TestConcurrentVFIO runs the vm-sriov binary through libcni: concurrent
+// vfio-mode ADDs of different VFs (each unbinding its VF from iavf and
+// probing it, through the same shared attributes), then concurrent DELs.
+// All succeed and the simulated host is as before.
+func TestConcurrentVFIO(t *testing.T) {
+	testutil.RequiresRoot(t)
+	bin, host := testutil.Binaries(t), testutil.NewNS(t)
+	k := sriovsim.Start(t, sriovsim.Options{VFs: concurrency, HostNS: host.Path})
+	before := k.State()
+	stateDir := t.TempDir()
+	clients := make([]*testutil.CNI, concurrency)
+	rts := make([]*libcni.RuntimeConf, concurrency)
+	for i := range concurrency {
+		data, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "vmct-sriovsim", "plugins": []any{map[string]any{
+			"type": "vm-sriov", "mode": sriov.ModeVFIO, "deviceID": sriovsim.VFAddr(i), "sysfsRoot": k.Root,
+			"stateDir": stateDir, "bindTimeout": "3s",
+		}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients[i] = testutil.NewCNI(t, bin, data)
+		rts[i] = testutil.Runtime(fmt.Sprintf("pod%d", i), testutil.NewNS(t).Path, "net1")
+	}
+	// libcni forks from the calling thread: the plugins run in the host netns.
+	inHost := func(fn func(i int) error) func(i int) error {
+		return func(i int) error { return netns.Do(host.Path, func() error { return fn(i) }) }
+	}
+	assertNoErrors(t, "ADD", parallel(concurrency, inHost(func(i int) error {
+		_, err := clients[i].Add(rts[i])
+		return err
+	})))
+	for i := range concurrency {
+		if d := k.Driver(sriovsim.VFAddr(i)); d != sriovsim.VFIODriver {
+			t.Fatalf("VF %d is bound to %q after ADD, want %q", i, d, sriovsim.VFIODriver)
+		}
+	}
+	assertNoErrors(t, "DEL", parallel(concurrency, inHost(func(i int) error { return clients[i].Del(rts[i]) })))
+	k.AssertState(t, before)
+}
