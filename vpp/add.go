@@ -123,9 +123,18 @@ func (a *addition) run(ctx context.Context) (*current.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	gateways, err := a.gateways(res)
+	l3, err := a.l3Addresses(res)
 	if err != nil {
 		return nil, err
+	}
+	if a.conf.Network == NetworkL3 {
+		// before any VPP object: DEL finds the host routes through these
+		for _, g := range l3.guests {
+			a.st.GuestIPs = append(a.st.GuestIPs, g.String())
+		}
+		if err = a.saveRecord(); err != nil {
+			return nil, err
+		}
 	}
 	if err = makeSocketDir(a.paths, a.gid, a.conf.dirMode); err != nil {
 		return nil, err
@@ -134,7 +143,7 @@ func (a *addition) run(ctx context.Context) (*current.Result, error) {
 	if err = a.step("socket-dir"); err != nil {
 		return nil, err
 	}
-	if err = a.plumbVPP(gateways); err != nil {
+	if err = a.plumbVPP(l3); err != nil {
 		return nil, err
 	}
 	return a.report(res)
@@ -158,21 +167,31 @@ func (a *addition) allocate(ctx context.Context) (*current.Result, error) {
 	return res, nil
 }
 
-// gateways are the prefixes VPP's interface gets in l3: each address's
-// gateway with the address's prefix length.
-func (a *addition) gateways(res *current.Result) ([]*net.IPNet, error) {
+// l3Addresses are, in l3, what VPP gets from the IPAM result.
+type l3Addresses struct {
+	// gateways are the gateway loopback's addresses: each address's
+	// gateway with the address's prefix length.
+	gateways []*net.IPNet
+	// guests are the guest's addresses, each routed to its interface.
+	guests []net.IP
+}
+
+// l3Addresses checks that every IPAM address has a gateway in its subnet
+// and returns what VPP gets (nothing in l2).
+func (a *addition) l3Addresses(res *current.Result) (l3Addresses, error) {
+	var out l3Addresses
 	if a.conf.Network != NetworkL3 {
-		return nil, nil
+		return out, nil
 	}
-	var out []*net.IPNet
 	for _, ip := range res.IPs {
 		if ip.Gateway == nil {
-			return nil, cnierr.Config("network l3: IPAM address %s has no gateway for VPP's interface", ip.Address.String())
+			return out, cnierr.Config("network l3: IPAM address %s has no gateway for VPP", ip.Address.String())
 		}
 		if !ip.Address.Contains(ip.Gateway) || ip.Gateway.Equal(ip.Address.IP) {
-			return nil, cnierr.Config("network l3: gateway %s must be another address of %s", ip.Gateway, ip.Address.String())
+			return out, cnierr.Config("network l3: gateway %s must be another address of %s", ip.Gateway, ip.Address.String())
 		}
-		out = append(out, &net.IPNet{IP: ip.Gateway, Mask: ip.Address.Mask})
+		out.gateways = append(out.gateways, &net.IPNet{IP: ip.Gateway, Mask: ip.Address.Mask})
+		out.guests = append(out.guests, ip.Address.IP)
 	}
 	return out, nil
 }

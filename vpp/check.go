@@ -17,8 +17,9 @@ import (
 
 // Check implements CNI CHECK: the record is complete, the hint exists and
 // prevResult carries it; in VPP the tagged interface exists, is admin up,
-// has the MTU and (l2) is a member of the bridge domain; IPAM CHECK passes.
-// Addresses on the VPP interface (l3) are not re-read.
+// has the MTU and is, in l2, a member of the bridge domain, in l3
+// unnumbered to the network's gateway loopback; IPAM CHECK passes. The
+// loopback's addresses and the host routes are not re-read.
 func (p *Plugin) Check(args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -58,7 +59,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return addError(err)
 	}
 	defer client.Close()
-	if err = checkVPP(client, st, h); err != nil {
+	if err = checkVPP(client, conf.Name, st, h); err != nil {
 		return err
 	}
 	if st.IPAM != "" {
@@ -68,7 +69,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	return nil
 }
 
-func checkVPP(c *vppapi.Client, st *state, h *hint.Hint) error {
+func checkVPP(c *vppapi.Client, network string, st *state, h *hint.Hint) error {
 	ifs, err := c.Interfaces()
 	if err != nil {
 		return err
@@ -84,8 +85,8 @@ func checkVPP(c *vppapi.Client, st *state, h *hint.Hint) error {
 	if h.Guest.MTU != 0 && iface.MTU != uint32(h.Guest.MTU) {
 		return fmt.Errorf("VPP interface %q has MTU %d, want %d", iface.Name, iface.MTU, h.Guest.MTU)
 	}
-	if st.Network != NetworkL2 {
-		return nil
+	if st.Network == NetworkL3 {
+		return checkL3(c, network, ifs, iface)
 	}
 	bd, err := c.BridgeDomain(st.BridgeDomain)
 	if err != nil {
@@ -93,6 +94,23 @@ func checkVPP(c *vppapi.Client, st *state, h *hint.Hint) error {
 	}
 	if bd == nil || !slices.Contains(bd.Members, iface.Index) {
 		return fmt.Errorf("VPP interface %q is not in bridge domain %d", iface.Name, st.BridgeDomain)
+	}
+	return nil
+}
+
+// checkL3 checks iface is unnumbered to network's gateway loopback.
+func checkL3(c *vppapi.Client, network string, ifs []vppapi.Interface, iface vppapi.Interface) error {
+	users, err := c.Unnumbered()
+	if err != nil {
+		return err
+	}
+	source, ok := users[iface.Index]
+	if !ok {
+		return fmt.Errorf("VPP interface %q is not unnumbered (it has no gateway address)", iface.Name)
+	}
+	if !slices.ContainsFunc(ifs, func(i vppapi.Interface) bool { return i.Index == source && i.Tag == GatewayTag(network) }) {
+		return fmt.Errorf("VPP interface %q is unnumbered to sw_if_index %d, not to the gateway loopback tagged %q",
+			iface.Name, source, GatewayTag(network))
 	}
 	return nil
 }

@@ -27,7 +27,7 @@ const (
 // Network kinds (config "network").
 const (
 	NetworkL2 = "l2" // the interface joins bridge domain bridgeDomain
-	NetworkL3 = "l3" // the interface is the guest's IP gateway
+	NetworkL3 = "l3" // VPP routes the guest: unnumbered to the network's gateway loopback, host routes
 )
 
 // Roles of the VMM / application side of a socket (config "mode" for
@@ -262,7 +262,7 @@ func (c *NetConf) ValidateForAdd() error {
 		return err
 	}
 	if c.Network == NetworkL3 && c.IPAM.Type == "" {
-		return cnierr.Config("network l3 needs ipam: VPP's interface gets the gateway of each address")
+		return cnierr.Config("network l3 needs ipam: VPP takes the gateways and the guest's host routes from it")
 	}
 	return nil
 }

@@ -40,10 +40,12 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		log.Warn("unreadable record, deleting by name", "err", err)
 	}
 	var s *state
+	recorded := false
 	if rec != nil {
 		if s, err = stateOf(rec); err != nil {
 			log.Warn("unreadable record state, deleting by name", "err", err)
 		}
+		recorded = s != nil
 	}
 	if s == nil {
 		s = &state{
@@ -63,7 +65,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		defer client.Close()
 	}
 	t := &teardown{
-		conf: conf, st: s, log: log, store: st, vpp: client,
+		conf: conf, st: s, log: log, store: st, vpp: client, recorded: recorded,
 		key: ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args},
 	}
 	if err = t.run(ctx); err == nil {

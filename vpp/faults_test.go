@@ -19,6 +19,9 @@ var rollbackOf = map[string]string{
 	"create_vhost_user_if_v2":          "delete_vhost_user_if",
 	"memif_socket_filename_add_del_v2": "memif_socket_filename_add_del_v2",
 	"memif_create_v2":                  "memif_delete",
+	"create_loopback":                  "delete_loopback", // (its tag, flags and addresses go with it)
+	"sw_interface_set_unnumbered":      "sw_interface_set_unnumbered",
+	"ip_route_add_del":                 "ip_route_add_del",
 }
 
 // TestRetvalAtEachStep makes VPP refuse each request of ADD in turn (a
@@ -31,6 +34,11 @@ func TestRetvalAtEachStep(t *testing.T) {
 		for k, failing := range mutating {
 			t.Run(c.name+"/"+failing, func(t *testing.T) {
 				e, ipamDir := comboEnv(t, c)
+				for _, earlier := range mutating[:k] { // requests of the same name before it pass
+					if earlier == failing {
+						e.vpp.FailNext(failing, 0)
+					}
+				}
 				e.vpp.FailNext(failing, int32(api.UNSPECIFIED))
 				_, err := e.add("c1")
 				if err == nil {

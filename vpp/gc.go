@@ -17,9 +17,10 @@ import (
 // GC implements CNI GC. It deletes, as DEL would, every vm-vpp attachment
 // record of this network not in the valid list; then it dumps VPP's
 // interfaces and deletes those tagged for this network whose attachment is
-// neither valid nor recorded (leftovers of lost records). Untagged
-// interfaces and other networks' never match. Finally GC is forwarded to
-// the IPAM plugin.
+// neither valid nor recorded (leftovers of lost records), in l3 after
+// their host routes (found by dumping routes) and unnumbered setting.
+// Untagged interfaces, other networks' and the l3 gateway loopback never
+// match. Finally GC is forwarded to the IPAM plugin.
 func (p *Plugin) GC(args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -77,14 +78,19 @@ func sweep(c *vppapi.Client, conf *NetConf, st *store.Store, valid map[types.GCA
 	for _, rec := range records {
 		keep[attachmentHash(rec.ContainerID, rec.IfName)] = true
 	}
-	net := networkHash(conf.Name)
-	var errs []error
-	memifs := map[uint32]bool{}
+	network := networkHash(conf.Name)
+	var stale []vppapi.Interface
 	for _, i := range ifs {
-		t, ok := parseTag(i.Tag)
-		if !ok || t.network != net || keep[t.attachment] {
-			continue
+		if t, ok := parseTag(i.Tag); ok && t.network == network && !keep[t.attachment] {
+			stale = append(stale, i)
 		}
+	}
+	var errs []error
+	if conf.Network == NetworkL3 {
+		errs = append(errs, detachL3(c, indexes(stale), nil, false, log))
+	}
+	memifs := map[uint32]bool{}
+	for _, i := range stale {
 		if interfaceKind(i, conf.Interface) == InterfaceMemif {
 			memifs[i.Index] = true
 			continue

@@ -5,8 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip"
+
 	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/vpp"
+	"github.com/vmcni/vmcni/vpp/fakevpp"
 )
 
 // TestDelIdempotent: DEL after ADD removes the VPP objects (found by tag)
@@ -25,14 +30,21 @@ func TestDelIdempotent(t *testing.T) {
 			if c.conf["interface"] == "memif" {
 				wantDel = []string{"memif_delete", "memif_socket_filename_add_del_v2"}
 			}
+			if c.l3 { // the recorded guest's host route, the unnumbered setting, then the interface
+				wantDel = append([]string{"ip_route_add_del", "sw_interface_set_unnumbered"}, wantDel...)
+			}
 			if got := withoutDumps(e.vpp.Names()); !slices.Equal(got, wantDel) {
 				t.Errorf("DEL requests %v, want %v", got, wantDel)
 			}
-			bd := []uint32{10} // DEL never removes the bridge domain
 			if c.l3 {
-				bd = nil
+				checkL3Teardown(t, e.vpp.Calls(), 1, "10.77.0.2")
+				if slices.Contains(e.vpp.Names(), "ip_route_dump") {
+					t.Error("DEL with a record dumped the routes")
+				}
+				assertVPPCleanButGateway(t, e.vpp) // DEL never removes the gateway loopback
+			} else {
+				assertVPPClean(t, e.vpp, 10) // DEL never removes the bridge domain
 			}
-			assertVPPClean(t, e.vpp, bd...)
 			assertNoFiles(t, e.stateDir, e.socketDir)
 			if ipamDir != "" {
 				if l := leases(t, ipamDir); len(l) != 0 {
@@ -50,6 +62,22 @@ func TestDelIdempotent(t *testing.T) {
 			}
 			assertNoFiles(t, e.stateDir, e.socketDir)
 		})
+	}
+}
+
+// checkL3Teardown: the route to guest was removed as its path via index
+// (a multipath delete, which leaves any other path alone), then index's
+// unnumbered setting.
+func checkL3Teardown(t *testing.T, calls []fakevpp.Call, index uint32, guest string) {
+	t.Helper()
+	r := msgOf[*ip.IPRouteAddDel](t, calls, "ip_route_add_del")
+	if r.IsAdd || !r.IsMultipath || r.Route.Prefix.String() != guest+"/32" || len(r.Route.Paths) != 1 ||
+		r.Route.Paths[0].SwIfIndex != index || r.Route.Paths[0].Nh.Address.GetIP4().String() != guest {
+		t.Errorf("route delete = %+v", r)
+	}
+	un := msgOf[*interfaces.SwInterfaceSetUnnumbered](t, calls, "sw_interface_set_unnumbered")
+	if un.IsAdd || un.UnnumberedSwIfIndex != interface_types.InterfaceIndex(index) {
+		t.Errorf("unnumbered unset = %+v", un)
 	}
 }
 
@@ -105,7 +133,7 @@ func TestCrashAtEachStep(t *testing.T) {
 					if _, ok := e.vpp.BridgeDomains()[10]; ok {
 						bds = []uint32{10}
 					}
-					assertVPPClean(t, e.vpp, bds...)
+					assertVPPCleanButGateway(t, e.vpp, bds...)
 					assertNoFiles(t, e.stateDir, e.socketDir)
 					if ipamDir != "" {
 						if l := leases(t, ipamDir); len(l) != 0 {

@@ -1,14 +1,17 @@
 package vpp
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
 // sunPathMax is the longest socket path a sockaddr_un holds (108 bytes
@@ -52,6 +55,37 @@ func attachmentHash(containerID, ifName string) string {
 // At most 6+8+1+24+1+15 = 55 bytes. DEL recomputes it; GC parses it.
 func Tag(network, containerID, ifName string) string {
 	return TagPrefix + networkHash(network) + "/" + attachmentHash(containerID, ifName) + "/" + ifName
+}
+
+// gatewaySuffix ends the tag of a network's gateway loopback.
+const gatewaySuffix = "/gateway"
+
+// GatewayTag is the tag of the l3 network's gateway loopback, which holds
+// the gateway addresses every attachment interface of the network borrows
+// (unnumbered):
+//
+//	vmcni/<network: 8 hex>/gateway
+//
+// It is not an attachment tag: parseTag rejects it, so DEL and GC never
+// delete the loopback (it stays, like an l2 network's bridge domain).
+func GatewayTag(network string) string { return TagPrefix + networkHash(network) + gatewaySuffix }
+
+// gatewayMAC is the MAC the network's gateway loopback is created with:
+// locally administered, 02:fe then the network hash. It lets the next ADD
+// recognise a loopback an interrupted ADD created but did not tag yet
+// (create_loopback has no tag field).
+func gatewayMAC(network string) net.HardwareAddr {
+	h, _ := hex.DecodeString(networkHash(network))
+	return append(net.HardwareAddr{0x02, 0xfe}, h...)
+}
+
+// isGatewayLoopback reports whether i is network's gateway loopback:
+// tagged GatewayTag, or an untagged loopback with gatewayMAC.
+func isGatewayLoopback(i vppapi.Interface, network string) bool {
+	if i.Tag == GatewayTag(network) {
+		return true
+	}
+	return i.Tag == "" && strings.HasPrefix(i.Name, "loop") && bytes.Equal(i.MAC, gatewayMAC(network))
 }
 
 // parsedTag is a vm-vpp tag split into its parts.

@@ -13,8 +13,12 @@
 //     master when the application's role (memif.role) is client.
 //
 // and connects it to the network: l2 puts it in bridge domain bridgeDomain
-// (created if missing), l3 gives it, for each IPAM address, the address's
-// gateway with the address's prefix length (VPP is the guest's router). The
+// (created if missing); in l3 VPP is the guest's router: the network's
+// gateway loopback (tag GatewayTag(network), created by the first ADD that
+// needs it, under a per-network lock in stateDir, and kept) holds, for each
+// IPAM address, the address's gateway with the address's prefix length; the
+// interface is unnumbered to it and gets a host route (/32, /128, table 0)
+// to each guest address, so any number of attachments share a subnet. The
 // interface gets the MTU, optionally VPP-side MAC (vppMac), is set admin up,
 // and carries the tag Tag(network, containerID, ifname).
 //
@@ -39,11 +43,16 @@
 // so the runtime retries and nothing leaks.
 //
 // Every ADD failure rolls back, in reverse, what the ADD created: VPP
-// objects (interface, memif socket registration, and the bridge domain
-// only if this ADD created it and it has no other member), the socket
+// objects (host routes, the unnumbered setting, interface, memif socket
+// registration; the bridge domain only if this ADD created it and it has
+// no other member; the gateway loopback, or a gateway address this ADD
+// added to it, only while no interface is unnumbered to it), the socket
 // directory, the IPAM lease, the hint and device-info files, the record.
-// Interface attributes (tag, MTU, addresses, L2 membership, flags) go with
-// the interface. DEL and GC are idempotent and best effort.
+// Interface attributes (tag, MTU, L2 membership, flags) go with the
+// interface. DEL and GC are idempotent and best effort; in l3 they delete
+// the interface's host routes (to the guest addresses recorded, or found by
+// dumping routes when there is no record) and its unnumbered setting before
+// the interface, and never the gateway loopback.
 package vpp
 
 import (

@@ -13,7 +13,7 @@ import (
 // plumbVPP creates and configures the attachment's VPP objects, pushing an
 // undo step after each object it creates. Every call's non-zero retval
 // fails the ADD there.
-func (a *addition) plumbVPP(gateways []*net.IPNet) error {
+func (a *addition) plumbVPP(l3 l3Addresses) error {
 	conf := a.conf
 	if conf.Network == NetworkL2 {
 		if err := a.ensureBridgeDomain(); err != nil {
@@ -43,11 +43,8 @@ func (a *addition) plumbVPP(gateways []*net.IPNet) error {
 			return err
 		}
 	}
-	for _, gw := range gateways {
-		if err := a.vpp.AddAddress(a.index, gw); err != nil {
-			return fmt.Errorf("add %s: %w", gw, err)
-		}
-		if err := a.step("address"); err != nil {
+	if conf.Network == NetworkL3 {
+		if err := a.plumbL3(l3.gateways, l3.guests); err != nil {
 			return err
 		}
 	}

@@ -4,10 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
+	"go.fd.io/govpp/binapi/fib_types"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip"
 	"go.fd.io/govpp/binapi/l2"
 	"go.fd.io/govpp/binapi/memif"
 	"go.fd.io/govpp/binapi/vhost_user"
@@ -42,12 +45,24 @@ func msgOf[T any](t *testing.T, calls []fakevpp.Call, name string) T {
 	return zero
 }
 
+// msgsOf returns every request named name.
+func msgsOf[T any](calls []fakevpp.Call, name string) []T {
+	var out []T
+	for _, c := range calls {
+		if c.Name == name {
+			out = append(out, c.Msg.(T))
+		}
+	}
+	return out
+}
+
 func checkCommon(t *testing.T, e *env, calls []fakevpp.Call, tag string) {
 	mtu := msgOf[*interfaces.SwInterfaceSetMtu](t, calls, "sw_interface_set_mtu")
 	if !slices.Equal(mtu.Mtu, []uint32{1400, 1400, 1400, 1400}) || mtu.SwIfIndex != 1 {
 		t.Errorf("set_mtu = %+v", mtu)
 	}
-	flags := msgOf[*interfaces.SwInterfaceSetFlags](t, calls, "sw_interface_set_flags")
+	all := msgsOf[*interfaces.SwInterfaceSetFlags](calls, "sw_interface_set_flags")
+	flags := all[len(all)-1] // the attachment's, last (l3: the gateway loopback's first)
 	if flags.Flags != interface_types.IF_STATUS_API_FLAG_ADMIN_UP || flags.SwIfIndex != 1 {
 		t.Errorf("set_flags = %+v", flags)
 	}
@@ -67,10 +82,38 @@ func checkL2(t *testing.T, calls []fakevpp.Call) {
 	}
 }
 
+// checkL3: the gateway loopback (index 2, after the attachment's 1) is
+// created with the network's MAC, tagged, set up and given the gateway
+// with the subnet's length; the attachment interface borrows it and gets
+// the host route to the guest.
 func checkL3(t *testing.T, calls []fakevpp.Call) {
+	loop := msgOf[*interfaces.CreateLoopback](t, calls, "create_loopback")
+	if loop.MacAddress.String() != vpp.GatewayMAC(netName).String() {
+		t.Errorf("create_loopback = %+v, want MAC %s", loop, vpp.GatewayMAC(netName))
+	}
+	tags := msgsOf[*interfaces.SwInterfaceTagAddDel](calls, "sw_interface_tag_add_del")
+	if tag := tags[len(tags)-1]; !tag.IsAdd || tag.SwIfIndex != 2 || tag.Tag != vpp.GatewayTag(netName) {
+		t.Errorf("loopback tag_add_del = %+v", tag)
+	}
+	if up := msgOf[*interfaces.SwInterfaceSetFlags](t, calls, "sw_interface_set_flags"); up.SwIfIndex != 2 ||
+		up.Flags != interface_types.IF_STATUS_API_FLAG_ADMIN_UP {
+		t.Errorf("loopback set_flags = %+v", up)
+	}
 	addr := msgOf[*interfaces.SwInterfaceAddDelAddress](t, calls, "sw_interface_add_del_address")
-	if !addr.IsAdd || addr.SwIfIndex != 1 || addr.Prefix.String() != "10.77.0.1/24" {
-		t.Errorf("add_del_address = %+v (%s), want the gateway 10.77.0.1/24", addr, addr.Prefix)
+	if !addr.IsAdd || addr.SwIfIndex != 2 || addr.Prefix.String() != "10.77.0.1/24" {
+		t.Errorf("add_del_address = %+v (%s), want the gateway 10.77.0.1/24 on the loopback", addr, addr.Prefix)
+	}
+	un := msgOf[*interfaces.SwInterfaceSetUnnumbered](t, calls, "sw_interface_set_unnumbered")
+	if !un.IsAdd || un.SwIfIndex != 2 || un.UnnumberedSwIfIndex != 1 {
+		t.Errorf("set_unnumbered = %+v, want 1 borrowing from 2", un)
+	}
+	r := msgOf[*ip.IPRouteAddDel](t, calls, "ip_route_add_del")
+	if !r.IsAdd || r.IsMultipath || r.Route.TableID != 0 || r.Route.Prefix.String() != "10.77.0.2/32" || len(r.Route.Paths) != 1 {
+		t.Fatalf("ip_route_add_del = %+v", r)
+	}
+	if p := r.Route.Paths[0]; p.SwIfIndex != 1 || p.Proto != fib_types.FIB_API_PATH_NH_PROTO_IP4 ||
+		p.Nh.Address.GetIP4().String() != "10.77.0.2" || p.Type != fib_types.FIB_API_PATH_TYPE_NORMAL {
+		t.Errorf("route path = %+v", p)
 	}
 }
 
@@ -131,6 +174,15 @@ func memifConfWith(mode string) map[string]any {
 	return m
 }
 
+// l3Sequence follows the MTU in l3 on an empty VPP: under the network
+// lock, find (dump) or create the gateway loopback, tag it, set it up, give
+// it the gateway; the attachment interface borrows its addresses; then the
+// host route and admin up.
+var l3Sequence = []string{
+	"sw_interface_dump", "create_loopback", "sw_interface_tag_add_del", "sw_interface_set_flags",
+	"sw_interface_add_del_address", "sw_interface_set_unnumbered", "ip_route_add_del", "sw_interface_set_flags",
+}
+
 var combos = []combo{
 	{
 		name: "vhost-user/vmm-server/l2", conf: map[string]any{"mode": "server"},
@@ -146,14 +198,12 @@ var combos = []combo{
 	},
 	{
 		name: "vhost-user/vmm-server/l3", conf: map[string]any{"mode": "server", "network": "l3"}, l3: true,
-		want: []string{"create_vhost_user_if_v2", "sw_interface_set_mtu", "sw_interface_add_del_address",
-			"sw_interface_set_flags"},
+		want:  append([]string{"create_vhost_user_if_v2", "sw_interface_set_mtu"}, l3Sequence...),
 		check: vhostCheck(false, true),
 	},
 	{
 		name: "vhost-user/vmm-client/l3", conf: map[string]any{"mode": "client", "network": "l3"}, l3: true,
-		want: []string{"create_vhost_user_if_v2", "sw_interface_set_mtu", "sw_interface_add_del_address",
-			"sw_interface_set_flags"},
+		want:  append([]string{"create_vhost_user_if_v2", "sw_interface_set_mtu"}, l3Sequence...),
 		check: vhostCheck(true, true),
 	},
 	{
@@ -165,8 +215,8 @@ var combos = []combo{
 	},
 	{
 		name: "memif/l3", conf: map[string]any{"interface": "memif", "network": "l3", "memif": memifConfWith("ip")}, l3: true,
-		want: []string{"memif_socket_filename_add_del_v2", "memif_create_v2", "sw_interface_tag_add_del",
-			"sw_interface_set_mtu", "sw_interface_add_del_address", "sw_interface_set_flags"},
+		want: append([]string{"memif_socket_filename_add_del_v2", "memif_create_v2", "sw_interface_tag_add_del",
+			"sw_interface_set_mtu"}, l3Sequence...),
 		check: memifCheck(true),
 	},
 }
@@ -203,8 +253,15 @@ func TestAddSequences(t *testing.T) {
 			c.check(t, e, e.vpp.Calls())
 
 			ifs := e.vpp.Interfaces()
-			if len(ifs) != 2 || !ifs[1].AdminUp || ifs[1].MTU != 1400 || ifs[1].Tag != vpp.Tag(netName, "c1", "eth0") {
+			n := 2
+			if c.l3 {
+				n = 3
+			}
+			if len(ifs) != n || !ifs[1].AdminUp || ifs[1].MTU != 1400 || ifs[1].Tag != vpp.Tag(netName, "c1", "eth0") {
 				t.Errorf("VPP interfaces = %+v", ifs)
+			}
+			if c.l3 {
+				checkL3Model(t, e.vpp, 1, "10.77.0.2")
 			}
 			h, err := hint.Read(e.stateDir, "c1", "eth0")
 			if err != nil {
@@ -212,6 +269,34 @@ func TestAddSequences(t *testing.T) {
 			}
 			checkReport(t, e, c, res, h, devInfo)
 		})
+	}
+}
+
+// checkL3Model: the gateway loopback is up with 10.77.0.1/24 and the
+// attachment interface index borrows it, with a host route to guest.
+func checkL3Model(t *testing.T, v *fakevpp.VPP, index uint32, guest string) {
+	t.Helper()
+	var loop, att *fakevpp.Iface
+	for _, i := range v.Interfaces() {
+		switch {
+		case i.Tag == vpp.GatewayTag(netName):
+			loop = &i
+		case i.Index == index:
+			att = &i
+		}
+	}
+	if loop == nil || !loop.Loopback || !loop.AdminUp || !slices.Equal(loop.Addrs, []string{"10.77.0.1/24"}) ||
+		!strings.HasPrefix(loop.Name, "loop") {
+		t.Fatalf("gateway loopback = %+v", loop)
+	}
+	if att == nil || !att.Unnumbered || att.UnnumberedSource != loop.Index || len(att.Addrs) != 0 {
+		t.Errorf("attachment interface = %+v, want unnumbered to %d", att, loop.Index)
+	}
+	want := fakevpp.Route{Prefix: guest + "/32", Paths: []fakevpp.RoutePath{{SwIfIndex: index, NextHop: guest}}}
+	if !slices.ContainsFunc(v.Routes(), func(r fakevpp.Route) bool {
+		return r.Prefix == want.Prefix && slices.Equal(r.Paths, want.Paths)
+	}) {
+		t.Errorf("routes %+v, want %+v", v.Routes(), want)
 	}
 }
 

@@ -7,9 +7,11 @@ import (
 )
 
 // state is vm-vpp's part of an attachment record: everything DEL and GC
-// need, all of it known before ADD's first side effect. VPP's sw_if_index
-// is deliberately not recorded: it is reused after deletion and lost on a
-// VPP restart; objects are found again by Tag.
+// need, all of it known before ADD's first side effect but GuestIPs,
+// recorded right after IPAM, before any VPP object. VPP's sw_if_index is
+// deliberately not recorded: it is reused after deletion and lost on a
+// VPP restart; objects are found again by Tag, and l3 host routes as the
+// routes to GuestIPs via the interface so found.
 type state struct {
 	Interface string `json:"interface"`
 	Network   string `json:"network"`
@@ -22,6 +24,8 @@ type state struct {
 	BridgeDomain uint32 `json:"bridgeDomain,omitempty"`
 	// GuestMAC is the MAC handed to the guest.
 	GuestMAC string `json:"guestMAC,omitempty"`
+	// GuestIPs are, in l3, the guest addresses ADD routes to the interface.
+	GuestIPs []string `json:"guestIPs,omitempty"`
 	// IPAM is the IPAM plugin type that allocated addresses, if any.
 	IPAM string `json:"ipam,omitempty"`
 	// DeviceInfoFile is the NPWG device-info file written, if any.

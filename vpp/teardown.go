@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 
 	"github.com/vmcni/vmcni/pkg/hint"
@@ -25,22 +26,30 @@ func interfaceKind(i vppapi.Interface, fallback string) string {
 	return fallback
 }
 
-// removeVPPObjects deletes, best effort, the VPP interfaces tagged tag and,
-// for memif, the interfaces and registration of the socket file socket
-// (which also catches a memif an interrupted ADD created but did not tag
-// yet). Missing objects are success.
-func removeVPPObjects(c *vppapi.Client, kind, tag, socket string, log *slog.Logger) error {
+// removeVPPObjects deletes, best effort, the VPP interfaces tagged st.Tag
+// and, for memif, the interfaces and registration of the socket file
+// st.Socket (which also catches a memif an interrupted ADD created but did
+// not tag yet). In l3 it first removes the tagged interfaces' host routes
+// and unnumbered setting (see detachL3; routesKnown: st.GuestIPs comes
+// from a record). Missing objects are success.
+func removeVPPObjects(c *vppapi.Client, st *state, routesKnown bool, log *slog.Logger) error {
 	ifs, err := c.Interfaces()
 	if err != nil {
 		return err
 	}
-	var errs []error
-	memifs := map[uint32]bool{}
+	var tagged []vppapi.Interface
 	for _, i := range ifs {
-		if i.Tag != tag {
-			continue
+		if i.Tag == st.Tag {
+			tagged = append(tagged, i)
 		}
-		if interfaceKind(i, kind) == InterfaceMemif {
+	}
+	var errs []error
+	if st.Network == NetworkL3 {
+		errs = append(errs, detachL3(c, indexes(tagged), guestIPs(st), routesKnown, log))
+	}
+	memifs := map[uint32]bool{}
+	for _, i := range tagged {
+		if interfaceKind(i, st.Interface) == InterfaceMemif {
 			memifs[i.Index] = true
 			continue
 		}
@@ -49,10 +58,29 @@ func removeVPPObjects(c *vppapi.Client, kind, tag, socket string, log *slog.Logg
 			errs = append(errs, err)
 		}
 	}
-	if kind == InterfaceMemif || len(memifs) > 0 {
-		errs = append(errs, removeMemifs(c, memifs, socket, log))
+	if st.Interface == InterfaceMemif || len(memifs) > 0 {
+		errs = append(errs, removeMemifs(c, memifs, st.Socket, log))
 	}
 	return errors.Join(errs...)
+}
+
+func indexes(ifs []vppapi.Interface) []uint32 {
+	var out []uint32
+	for _, i := range ifs {
+		out = append(out, i.Index)
+	}
+	return out
+}
+
+// guestIPs parses st.GuestIPs, skipping unparsable entries.
+func guestIPs(st *state) []net.IP {
+	var out []net.IP
+	for _, s := range st.GuestIPs {
+		if ip := net.ParseIP(s); ip != nil {
+			out = append(out, ip)
+		}
+	}
+	return out
 }
 
 // removeMemifs deletes the memif interfaces in targets and those on the
@@ -115,6 +143,9 @@ type teardown struct {
 	log   *slog.Logger
 	// vpp is nil when VPP is not running (its objects are gone).
 	vpp *vppapi.Client
+	// recorded: st comes from the attachment's record (else DEL derived it
+	// from the config, and l3 host routes are found by dumping routes).
+	recorded bool
 }
 
 func (t *teardown) run(ctx context.Context) error {
@@ -128,7 +159,7 @@ func (t *teardown) run(ctx context.Context) error {
 	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
 	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
 	if t.vpp != nil {
-		add(removeVPPObjects(t.vpp, t.st.Interface, t.st.Tag, t.st.Socket, t.log))
+		add(removeVPPObjects(t.vpp, t.st, t.recorded, t.log))
 	}
 	add(removeSocketDir(paths{Dir: t.st.SocketDir, Socket: t.st.Socket}))
 	if t.st.IPAM != "" {
@@ -152,7 +183,7 @@ func (p *Plugin) teardownRecord(ctx context.Context, client *vppapi.Client, rec 
 		return fmt.Errorf("record of %s: %w", attachmentName(rec.ContainerID, rec.IfName), err)
 	}
 	t := &teardown{
-		conf: conf, st: st, log: log, store: store.New(conf.StateDir), vpp: client,
+		conf: conf, st: st, log: log, store: store.New(conf.StateDir), vpp: client, recorded: true,
 		key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args},
 	}
 	return t.run(ctx)

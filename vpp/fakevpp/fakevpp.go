@@ -4,7 +4,9 @@
 // for tests only; nothing in a plugin binary imports it.
 //
 // The model (interfaces, tags, bridge domains and their members, memif
-// socket registrations, VPP's retvals from vnet/error.h) decodes each
+// socket registrations, loopbacks, interface addresses and unnumbered
+// settings, the API routes of FIB table 0, VPP's retvals from
+// vnet/error.h) decodes each
 // request with the real binapi, applies it and answers with the replies a
 // VPP would send. It is reachable two ways, both ending in the same
 // request-in, replies-out core:
@@ -53,7 +55,14 @@ type Iface struct {
 	MTU     uint32
 	AdminUp bool
 	MAC     string
-	Addrs   []string
+	// Addrs are the interface's own addresses ("10.77.0.1/24").
+	Addrs []string
+	// Unnumbered: the interface borrows the addresses of UnnumberedSource.
+	Unnumbered       bool
+	UnnumberedSource uint32
+	// Loopback: made by create_loopback (name loop<Instance>).
+	Loopback bool
+	Instance uint32
 	// Socket is the vhost-user socket path; SocketID, MemifID the memif's.
 	Socket   string
 	IsServer bool
@@ -69,6 +78,20 @@ type BD struct {
 	Members []uint32
 }
 
+// Route is an API route of FIB table 0.
+type Route struct {
+	// Prefix is the route's prefix, "10.77.0.2/32".
+	Prefix string
+	Paths  []RoutePath
+}
+
+// RoutePath is one path of a Route: via interface SwIfIndex, next hop
+// NextHop.
+type RoutePath struct {
+	SwIfIndex uint32
+	NextHop   string
+}
+
 // VPP is the fake. Its methods are safe for concurrent use.
 type VPP struct {
 	// ids is the govpp mock adapter numbering the messages of Connector's
@@ -80,6 +103,8 @@ type VPP struct {
 	ifaces      map[uint32]*Iface
 	bds         map[uint32]*BD
 	sockets     map[uint32]string
+	routes      map[string][]RoutePath // table 0, by prefix
+	loops       map[uint32]bool        // loopback instances in use
 	nextIndex   uint32
 	nextSocket  uint32
 	nextVhost   uint32
@@ -97,6 +122,8 @@ func New() *VPP {
 		ifaces:     map[uint32]*Iface{0: {Index: 0, Name: "local0"}},
 		bds:        map[uint32]*BD{},
 		sockets:    map[uint32]string{0: DefaultMemifSocket},
+		routes:     map[string][]RoutePath{},
+		loops:      map[uint32]bool{},
 		nextIndex:  1,
 		nextSocket: 1,
 		failures:   map[string][]int32{},
@@ -136,7 +163,9 @@ func (v *VPP) MakeIncompatible(names ...string) {
 	}
 }
 
-// FailNext makes the next request named name fail with retval.
+// FailNext makes the next request named name fail with retval. The
+// failures of a name queue up: FailNext(name, 0) lets one request through
+// (so FailNext(n, 0) then FailNext(n, rv) fails the second one).
 func (v *VPP) FailNext(name string, retval int32) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -198,6 +227,18 @@ func (v *VPP) BridgeDomains() map[uint32]BD {
 	return out
 }
 
+// Routes returns a copy of the API routes of table 0, by prefix.
+func (v *VPP) Routes() []Route {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []Route
+	for p, paths := range v.routes {
+		out = append(out, Route{Prefix: p, Paths: append([]RoutePath(nil), paths...)})
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Prefix < out[b].Prefix })
+	return out
+}
+
 // MemifSockets returns the memif socket registrations.
 func (v *VPP) MemifSockets() map[uint32]string {
 	v.mu.Lock()
@@ -250,5 +291,5 @@ func (v *VPP) JoinBridgeDomain(id, index uint32) {
 func (v *VPP) RemoveInterface(index uint32) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.deleteIface(index, v.ifaces[index] != nil && v.ifaces[index].Memif)
+	v.deleteIface(index, func(*Iface) bool { return true })
 }

@@ -2,6 +2,7 @@ package fakevpp
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"sort"
 
@@ -9,6 +10,7 @@ import (
 	"go.fd.io/govpp/binapi/ethernet_types"
 	interfaces "go.fd.io/govpp/binapi/interface"
 	"go.fd.io/govpp/binapi/interface_types"
+	"go.fd.io/govpp/binapi/ip"
 	"go.fd.io/govpp/binapi/l2"
 	"go.fd.io/govpp/binapi/memif"
 	"go.fd.io/govpp/binapi/vhost_user"
@@ -25,6 +27,8 @@ func init() {
 		&memif.MemifSocketFilenameAddDelV2{}, &memif.MemifSocketFilenameDump{}, &memif.MemifCreateV2{},
 		&memif.MemifDelete{}, &memif.MemifDump{},
 		&l2.BridgeDomainDump{}, &l2.BridgeDomainAddDelV2{}, &l2.SwInterfaceSetL2Bridge{},
+		&interfaces.CreateLoopback{}, &interfaces.DeleteLoopback{}, &interfaces.SwInterfaceSetUnnumbered{},
+		&ip.IPAddressDump{}, &ip.IPUnnumberedDump{}, &ip.IPRouteAddDel{}, &ip.IPRouteDump{},
 	} {
 		requestTypes[m.GetMessageName()] = m
 	}
@@ -32,13 +36,16 @@ func init() {
 
 // VPP retvals the model answers with (vnet/error.h).
 const (
-	errInvalidSwIfIndex = int32(api.INVALID_SW_IF_INDEX)
-	errNoSuchEntry      = int32(api.NO_SUCH_ENTRY)
-	errInvalidValue     = int32(api.INVALID_VALUE)
-	errIfExists         = int32(api.IF_ALREADY_EXISTS)
-	errAddressInUse     = int32(api.ADDRESS_IN_USE)
-	errBDExists         = int32(api.BD_ALREADY_EXISTS)
-	errBDInUse          = int32(api.BD_IN_USE)
+	errInvalidSwIfIndex  = int32(api.INVALID_SW_IF_INDEX)
+	errInvalidSwIfIndex2 = int32(api.INVALID_SW_IF_INDEX_2)
+	errNoSuchFib         = int32(api.NO_SUCH_FIB)
+	errNoSuchEntry       = int32(api.NO_SUCH_ENTRY)
+	errAddressNotFound   = int32(api.ADDRESS_NOT_FOUND_FOR_INTERFACE)
+	errInvalidValue      = int32(api.INVALID_VALUE)
+	errIfExists          = int32(api.IF_ALREADY_EXISTS)
+	errAddressInUse      = int32(api.ADDRESS_IN_USE)
+	errBDExists          = int32(api.BD_ALREADY_EXISTS)
+	errBDInUse           = int32(api.BD_IN_USE)
 )
 
 // apply runs one request on the model (v.mu held). It returns the reply,
@@ -54,6 +61,12 @@ func (v *VPP) apply(m api.Message, forced int32) (api.Message, []api.Message) {
 		return nil, v.dumpMemifs()
 	case *l2.BridgeDomainDump:
 		return nil, v.dumpBDs(req.BdID)
+	case *ip.IPAddressDump:
+		return nil, v.dumpAddresses(uint32(req.SwIfIndex), req.IsIPv6)
+	case *ip.IPUnnumberedDump:
+		return nil, v.dumpUnnumbered(uint32(req.SwIfIndex))
+	case *ip.IPRouteDump:
+		return nil, v.dumpRoutes(req.Table)
 	}
 	reply, apply := v.prepare(m)
 	if forced != 0 {
@@ -88,7 +101,7 @@ func (v *VPP) prepare(m api.Message) (api.Message, func() int32) {
 		}
 	case *vhost_user.DeleteVhostUserIf:
 		return &vhost_user.DeleteVhostUserIfReply{}, func() int32 {
-			return v.deleteIface(uint32(req.SwIfIndex), false)
+			return v.deleteIface(uint32(req.SwIfIndex), isVhostUser)
 		}
 	case *memif.MemifSocketFilenameAddDelV2:
 		reply := &memif.MemifSocketFilenameAddDelV2Reply{}
@@ -113,7 +126,7 @@ func (v *VPP) prepare(m api.Message) (api.Message, func() int32) {
 			return 0
 		}
 	case *memif.MemifDelete:
-		return &memif.MemifDeleteReply{}, func() int32 { return v.deleteIface(uint32(req.SwIfIndex), true) }
+		return &memif.MemifDeleteReply{}, func() int32 { return v.deleteIface(uint32(req.SwIfIndex), isMemif) }
 	case *l2.BridgeDomainAddDelV2:
 		return &l2.BridgeDomainAddDelV2Reply{BdID: req.BdID}, func() int32 { return v.bdAddDel(req) }
 	case *l2.SwInterfaceSetL2Bridge:
@@ -151,6 +164,9 @@ func (v *VPP) prepare(m api.Message) (api.Message, func() int32) {
 			return v.addDelAddress(i, req)
 		})
 	}
+	if reply, apply := v.prepareL3(m); reply != nil {
+		return reply, apply
+	}
 	panic(fmt.Sprintf("fakevpp: no model for %s", m.GetMessageName()))
 }
 
@@ -171,16 +187,39 @@ func (v *VPP) onIface(index uint32, fn func(*Iface) int32) func() int32 {
 	}
 }
 
-// deleteIface removes an interface with everything VPP removes with it:
-// its tag, addresses and bridge domain membership.
-func (v *VPP) deleteIface(index uint32, memif bool) int32 {
+func isVhostUser(i *Iface) bool { return !i.Memif && !i.Loopback }
+func isMemif(i *Iface) bool     { return i.Memif }
+func isLoopback(i *Iface) bool  { return i.Loopback }
+
+// deleteIface removes an interface of the kind kind accepts (else, as VPP's
+// per-kind delete calls, it answers invalid sw_if_index) with everything
+// VPP removes with it: its tag, addresses, unnumbered setting, bridge
+// domain membership, the unnumbered settings borrowing from it and the
+// route paths via it.
+func (v *VPP) deleteIface(index uint32, kind func(*Iface) bool) int32 {
 	i, ok := v.ifaces[index]
-	if !ok || i.Memif != memif || index == 0 {
+	if !ok || !kind(i) || index == 0 {
 		return errInvalidSwIfIndex
 	}
 	delete(v.ifaces, index)
+	if i.Loopback {
+		delete(v.loops, i.Instance)
+	}
 	for _, bd := range v.bds {
 		bd.Members = slices.DeleteFunc(bd.Members, func(m uint32) bool { return m == index })
+	}
+	for _, o := range v.ifaces {
+		if o.Unnumbered && o.UnnumberedSource == index {
+			o.Unnumbered, o.UnnumberedSource = false, 0
+		}
+	}
+	for p, paths := range v.routes {
+		paths = slices.DeleteFunc(paths, func(rp RoutePath) bool { return rp.SwIfIndex == index })
+		if len(paths) == 0 {
+			delete(v.routes, p)
+		} else {
+			v.routes[p] = paths
+		}
 	}
 	return 0
 }
@@ -232,24 +271,41 @@ func (v *VPP) bdAddDel(req *l2.BridgeDomainAddDelV2) int32 {
 	return 0
 }
 
-// addDelAddress refuses a prefix another interface already has, as VPP
-// refuses overlapping connected prefixes in one table.
+// addDelAddress adds or deletes one of the interface's own addresses. As
+// VPP does in one table, it refuses (address in use) an address whose
+// prefix overlaps an address of another interface, or an address of the
+// same interface unless both are distinct addresses with the same prefix
+// length (an interface may have several addresses of one subnet); it
+// does not look at unnumbered interfaces, which have no addresses of
+// their own.
 func (v *VPP) addDelAddress(i *Iface, req *interfaces.SwInterfaceAddDelAddress) int32 {
-	p := req.Prefix.String()
+	p := req.Prefix.ToIPNet()
+	key := p.String()
 	if !req.IsAdd {
 		n := len(i.Addrs)
-		i.Addrs = slices.DeleteFunc(i.Addrs, func(a string) bool { return a == p })
+		i.Addrs = slices.DeleteFunc(i.Addrs, func(a string) bool { return a == key })
 		if n == len(i.Addrs) {
-			return errNoSuchEntry
+			return errAddressNotFound
 		}
 		return 0
 	}
+	plen, _ := p.Mask.Size()
 	for _, o := range v.ifaces {
-		if o != i && slices.Contains(o.Addrs, p) {
+		for _, a := range o.Addrs {
+			addr, subnet, err := net.ParseCIDR(a)
+			if err != nil || (addr.To4() == nil) != (p.IP.To4() == nil) {
+				continue
+			}
+			if overlap := subnet.Contains(p.IP) || p.Contains(addr); !overlap {
+				continue
+			}
+			if alen, _ := subnet.Mask.Size(); o == i && alen == plen && !addr.Equal(p.IP) {
+				continue
+			}
 			return errAddressInUse
 		}
 	}
-	i.Addrs = append(i.Addrs, p)
+	i.Addrs = append(i.Addrs, key)
 	return 0
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.fd.io/govpp/api"
 	interfaces "go.fd.io/govpp/binapi/interface"
+	"go.fd.io/govpp/binapi/ip"
 	"go.fd.io/govpp/binapi/l2"
 	"go.fd.io/govpp/binapi/memif"
 	"go.fd.io/govpp/binapi/vhost_user"
@@ -24,7 +25,7 @@ const (
 	FeatureVhostUser Feature = "vhost-user" // vhost_user plugin
 	FeatureMemif     Feature = "memif"      // memif plugin
 	FeatureL2        Feature = "l2"         // bridge domains
-	FeatureL3        Feature = "l3"         // interface addresses
+	FeatureL3        Feature = "l3"         // gateway loopback, addresses, unnumbered, routes
 )
 
 // messages are the requests and replies of each feature, in the CRCs of
@@ -53,7 +54,14 @@ var messages = map[Feature][]api.Message{
 		&l2.SwInterfaceSetL2Bridge{}, &l2.SwInterfaceSetL2BridgeReply{},
 	},
 	FeatureL3: {
+		&interfaces.CreateLoopback{}, &interfaces.CreateLoopbackReply{},
+		&interfaces.DeleteLoopback{}, &interfaces.DeleteLoopbackReply{},
 		&interfaces.SwInterfaceAddDelAddress{}, &interfaces.SwInterfaceAddDelAddressReply{},
+		&ip.IPAddressDump{}, &ip.IPAddressDetails{},
+		&interfaces.SwInterfaceSetUnnumbered{}, &interfaces.SwInterfaceSetUnnumberedReply{},
+		&ip.IPUnnumberedDump{}, &ip.IPUnnumberedDetails{},
+		&ip.IPRouteAddDel{}, &ip.IPRouteAddDelReply{},
+		&ip.IPRouteDump{}, &ip.IPRouteDetails{},
 	},
 }
 

@@ -1,0 +1,4 @@
+package vpp
+
+// GatewayMAC exposes gatewayMAC to the external tests.
+var GatewayMAC = gatewayMAC
