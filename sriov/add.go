@@ -139,7 +139,7 @@ func (a *addition) run(ctx context.Context) (*current.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer vl.unlock()
+	defer vl.Unlock(false)
 	owner, err := readOwner(conf.StateDir, addr)
 	if err != nil {
 		return nil, err

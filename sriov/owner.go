@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/store"
 )
 
 // vfDir is <stateDir>/.vf/<pci>: the VF's lock file and allocation record.
@@ -37,36 +37,16 @@ func (o *Owner) String() string {
 		o.ContainerID, o.IfName, o.Netns, o.Network, o.Since.Format(time.RFC3339))
 }
 
-// vfLock is an exclusive flock on one VF, held across processes.
-type vfLock struct {
-	f *os.File
-}
-
 // lockVF takes the VF's lock, waiting for other commands on the same VF.
-// The lock file stays (one per VF ever used; it holds no data).
-func lockVF(stateDir, pci string) (*vfLock, error) {
-	dir := vfDir(stateDir, pci)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("lock VF %q: %w", pci, err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+// The lock file stays (one per VF ever used; it holds no data): release it
+// with Unlock(false).
+func lockVF(stateDir, pci string) (*store.Lock, error) {
+	l, err := store.LockFile(filepath.Join(vfDir(stateDir, pci), "lock"))
 	if err != nil {
 		return nil, fmt.Errorf("lock VF %q: %w", pci, err)
 	}
-	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-		if !errors.Is(err, syscall.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("lock VF %q: %w", pci, err)
-	}
-	return &vfLock{f: f}, nil
+	return l, nil
 }
-
-func (l *vfLock) unlock() { _ = l.f.Close() }
 
 func ownerPath(stateDir, pci string) string { return filepath.Join(vfDir(stateDir, pci), "owner.json") }
 

@@ -72,7 +72,7 @@ func (t *teardown) releaseVF() error {
 	if err != nil {
 		return err
 	}
-	defer vl.unlock()
+	defer vl.Unlock(false)
 	owner, err := readOwner(t.conf.StateDir, st.PCI)
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ func (a *addition) attachToGateway(gateways []*net.IPNet) error {
 	if err != nil {
 		return err
 	}
-	defer lock.unlock()
+	defer lock.Unlock(true)
 	loop, err := a.ensureGateway(gateways)
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func (a *addition) deleteGateway(index uint32, gw *net.IPNet) error {
 	if err != nil {
 		return err
 	}
-	defer lock.unlock()
+	defer lock.Unlock(true)
 	ifs, err := a.vpp.Interfaces()
 	if err != nil {
 		return err

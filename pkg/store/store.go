@@ -147,7 +147,7 @@ func (s *Store) List(network string) ([]*Record, error) {
 	return out, nil
 }
 
-// Lock is an exclusive per-attachment lock held by this process.
+// Lock is an exclusive lock on a lock file, held by this process.
 type Lock struct {
 	file *os.File
 }
@@ -158,11 +158,22 @@ func (s *Store) Lock(containerID, ifName string) (*Lock, error) {
 	if err := hint.ValidateKey(containerID, ifName); err != nil {
 		return nil, err
 	}
-	dir := filepath.Join(s.Dir, ".locks")
-	path := filepath.Join(dir, containerID+"_"+ifName)
+	l, err := LockFile(filepath.Join(s.Dir, ".locks", containerID+"_"+ifName))
+	if err != nil {
+		return nil, fmt.Errorf("lock attachment %q/%q: %w", containerID, ifName, err)
+	}
+	return l, nil
+}
+
+// LockFile takes an exclusive flock(2) on the file at path, creating it
+// and its directory, and waits for other holders. Holders that remove the
+// file (Unlock(true)) and holders that keep it may share a path: a waiter
+// that wakes up holding a file another holder removed meanwhile starts
+// again on the file now on disk.
+func LockFile(path string) (*Lock, error) {
 	for {
 		// (again each round: the last holder may have removed the directory)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
@@ -174,10 +185,8 @@ func (s *Store) Lock(containerID, ifName string) (*Lock, error) {
 		}
 		if err := flock(f); err != nil {
 			_ = f.Close()
-			return nil, fmt.Errorf("lock attachment %q/%q: %w", containerID, ifName, err)
+			return nil, err
 		}
-		// The holder before us may have removed the file (Unlock(true)):
-		// then our lock is on an orphaned inode; start again.
 		var held, onDisk syscall.Stat_t
 		if syscall.Fstat(int(f.Fd()), &held) == nil && syscall.Stat(path, &onDisk) == nil &&
 			held.Ino == onDisk.Ino && held.Dev == onDisk.Dev {
@@ -197,7 +206,8 @@ func flock(f *os.File) error {
 }
 
 // Unlock releases the lock; with removeFile it first deletes the lock file
-// (DEL does, so a deleted attachment leaves nothing behind).
+// and then its directory when that is empty (DEL does, so a deleted
+// attachment leaves nothing behind).
 func (l *Lock) Unlock(removeFile bool) {
 	if removeFile {
 		_ = os.Remove(l.file.Name())
