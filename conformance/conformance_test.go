@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -213,20 +214,30 @@ func TestVMBridgeFollowedByPortmapAndFirewall(t *testing.T) {
 }
 
 func TestVMBridgeChainedAfterBridge(t *testing.T) {
+	runChained(t, func(e *env) map[string]any { return e.refBridge() }, refNoGC)
+}
+
+// TestVMBridgeChainedAfterPTP: vm-bridge after the reference ptp plugin
+// (a veth whose host end is routed, no bridge).
+func TestVMBridgeChainedAfterPTP(t *testing.T) {
+	runChained(t, func(e *env) map[string]any { return map[string]any{"type": "ptp", "ipam": e.ipam()} },
+		"reference ptp and host-local v1.9.1 do not implement GC: a stale attachment's host-local lease stays")
+}
+
+// runChained runs the suite, in every mode, on vm-bridge chained after the
+// interface plugin first returns.
+func runChained(t *testing.T, first func(e *env) map[string]any, noGC string) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
 			chained := map[string]any{"type": "vm-bridge", "mode": mode, "stateDir": e.stateDir}
-			bad := map[string]any{"cniVersion": "1.1.0", "name": "vmct-bad", "type": "vm-bridge", "mode": mode, "queues": 0}
 			rep := e.run(conformance.Config{
-				Conflist:       conflist("vmct-ch-"+mode, e.refBridge(), chained),
-				InvalidConfigs: [][]byte{mustJSON(bad)},
-				Skip: map[string]string{
-					conformance.CheckGCValid:     refNoGC,
-					conformance.CheckGCLegacyKey: refNoGC,
-				},
+				Conflist:       conflist("vmct-ch-"+mode, first(e), chained),
+				InvalidConfigs: [][]byte{invalidConf(chained, map[string]any{"queues": 0})},
+				Skip:           map[string]string{conformance.CheckGCValid: noGC, conformance.CheckGCLegacyKey: noGC},
 			})
-			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckFailedAdd, conformance.CheckErrInvalidConfig)...)
+			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMHint, conformance.CheckFailedAdd,
+				conformance.CheckErrInvalidConfig)...)
 		})
 	}
 }

@@ -7,14 +7,18 @@ import (
 	"testing"
 
 	"github.com/vmcni/vmcni/conformance"
+	vppplugin "github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/fakevpp"
 )
 
 // TestVPP runs the suite on the vm-vpp binary against a VPP stand-in
 // (package fakevpp: VPP cannot run here) served on a unix socket, so the
 // binary uses its production connector, govpp's socketclient, as with a
-// real VPP: vhost-user and memif on l2 bridge domains. After the suite the stand-in's interfaces and memif sockets
-// are as before (the bridge domain ADD creates stays, by design).
+// real VPP: vhost-user and memif, on l2 bridge domains and routed (l3, many
+// attachments on one subnet through unnumbered interfaces). After the
+// suite the stand-in's interfaces, routes and memif sockets are as before
+// (the bridge domain or gateway loopback the first ADD creates stays, by
+// design).
 func TestVPP(t *testing.T) {
 	cases := []struct {
 		name string
@@ -22,6 +26,8 @@ func TestVPP(t *testing.T) {
 	}{
 		{"vhost-user-l2", map[string]any{"mode": "server", "bridgeDomain": 10}},
 		{"memif-l2", map[string]any{"interface": "memif", "bridgeDomain": 11}},
+		{"memif-l3", map[string]any{"interface": "memif", "network": "l3", "memif": map[string]any{"mode": "ip"}}},
+		{"vhost-user-l3", map[string]any{"mode": "client", "network": "l3"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -43,9 +49,10 @@ func TestVPP(t *testing.T) {
 			if conf["network"] == "l3" {
 				conf["ipam"] = e.ipam()
 			}
+			network := "vmct-vpp-" + c.name
 			ifacesBefore, socketsBefore := vpp.Interfaces(), vpp.MemifSockets()
 			rep := e.run(conformance.Config{
-				Conflist:  conflist("vmct-vpp-"+c.name, conf),
+				Conflist:  conflist(network, conf),
 				WatchDirs: []string{sockDir},
 				InvalidConfigs: [][]byte{
 					invalidConf(conf, map[string]any{"apiSocket": "relative.sock"}),
@@ -54,8 +61,12 @@ func TestVPP(t *testing.T) {
 			})
 			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
 				conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
-			if got := vpp.Interfaces(); !slices.EqualFunc(got, ifacesBefore, sameIface) {
-				t.Errorf("VPP interfaces after the suite: %+v, before %+v", got, ifacesBefore)
+			kept := slices.DeleteFunc(vpp.Interfaces(), func(i fakevpp.Iface) bool { return i.Tag == vppplugin.GatewayTag(network) })
+			if !slices.EqualFunc(kept, ifacesBefore, sameIface) {
+				t.Errorf("VPP interfaces after the suite (l3's gateway loopback aside): %+v, before %+v", kept, ifacesBefore)
+			}
+			if r := vpp.Routes(); len(r) > 0 {
+				t.Errorf("VPP routes left after the suite: %+v", r)
 			}
 			if got := vpp.MemifSockets(); len(got) != len(socketsBefore) {
 				t.Errorf("VPP memif sockets after the suite: %v, before %v", got, socketsBefore)
