@@ -283,7 +283,6 @@ func TestReferenceBridge(t *testing.T) {
 // TestBrokenPlugin shows the suite catches a plugin that leaks a host link
 // or prints junk on stdout, and blames the right checks.
 func TestBrokenPlugin(t *testing.T) {
-	e := newEnv(t)
 	badDir := t.TempDir()
 	cmd := exec.Command("go", "build", "-o", filepath.Join(badDir, "vmct-bad"), "./conformance/testdata/badplugin")
 	cmd.Dir = testutil.ModuleRoot(t)
@@ -300,7 +299,7 @@ func TestBrokenPlugin(t *testing.T) {
 		}
 	})
 	t.Run("leak", func(t *testing.T) {
-		rep := e.run(conformance.Config{
+		rep := newEnv(t).run(conformance.Config{
 			BinDirs:  []string{badDir},
 			Conflist: conflist("vmct-leak", map[string]any{"type": "vmct-bad", "misbehave": "leak", "leakPrefix": leakPrefix}),
 			Parallel: 2,
@@ -316,7 +315,7 @@ func TestBrokenPlugin(t *testing.T) {
 		expect(t, rep, conformance.CheckVMHint, conformance.Skip, "")
 	})
 	t.Run("junk", func(t *testing.T) {
-		rep := e.run(conformance.Config{
+		rep := newEnv(t).run(conformance.Config{
 			BinDirs:  []string{badDir},
 			Conflist: conflist("vmct-junk", map[string]any{"type": "vmct-bad", "misbehave": "junk"}),
 			Parallel: 2,
