@@ -34,19 +34,26 @@ type list []string
 func (l *list) String() string     { return strings.Join(*l, ",") }
 func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 
+// options are the command line.
+type options struct {
+	bin, conflist, pool, ifName, jsonOut        string
+	invalid, watch, ignore, ignorePrefix, skips list
+	parallel                                    int
+}
+
 func main() {
-	var invalid, watch, ignore, ignorePrefix, skips list
-	bin := flag.String("bin", "/opt/cni/bin", "plugin directories (CNI_PATH), colon-separated")
-	conflist := flag.String("conflist", "", "the network under test: a conflist or a single plugin config (required)")
-	flag.Var(&invalid, "invalid", "a config the plugin must reject with code 7 (repeatable)")
-	flag.Var(&watch, "watch", "an extra directory whose files must be the same before and after (repeatable)")
-	flag.Var(&ignore, "ignore-link", "a host link left out of the snapshots, e.g. a shared host bridge (repeatable)")
-	flag.Var(&ignorePrefix, "ignore-link-prefix", "leave out host links with this name prefix (repeatable)")
-	flag.Var(&skips, "skip", "CHECK=REASON: declare a check not applicable (repeatable)")
-	parallel := flag.Int("parallel", 8, "attachments of the concurrency check")
-	pool := flag.String("capability-args-pool", "", "a JSON array of per-attachment capability args (one device each)")
-	ifName := flag.String("ifname", "eth0", "CNI_IFNAME")
-	jsonOut := flag.String("json", "", "also write the report as JSON to this file")
+	var o options
+	flag.StringVar(&o.bin, "bin", "/opt/cni/bin", "plugin directories (CNI_PATH), colon-separated")
+	flag.StringVar(&o.conflist, "conflist", "", "the network under test: a conflist or a single plugin config (required)")
+	flag.Var(&o.invalid, "invalid", "a config the plugin must reject with code 7 (repeatable)")
+	flag.Var(&o.watch, "watch", "an extra directory whose files must be the same before and after (repeatable)")
+	flag.Var(&o.ignore, "ignore-link", "a host link left out of the snapshots, e.g. a shared host bridge (repeatable)")
+	flag.Var(&o.ignorePrefix, "ignore-link-prefix", "leave out host links with this name prefix (repeatable)")
+	flag.Var(&o.skips, "skip", "CHECK=REASON: declare a check not applicable (repeatable)")
+	flag.IntVar(&o.parallel, "parallel", 8, "attachments of the concurrency check")
+	flag.StringVar(&o.pool, "capability-args-pool", "", "a JSON array of per-attachment capability args (one device each)")
+	flag.StringVar(&o.ifName, "ifname", "eth0", "CNI_IFNAME")
+	flag.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
 	listChecks := flag.Bool("list", false, "list the checks and exit")
 	flag.Parse()
 
@@ -56,7 +63,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*bin, *conflist, *pool, invalid, watch, ignore, ignorePrefix, skips, *parallel, *ifName, *jsonOut); err != nil {
+	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "vmcni-conformance:", err)
 		if errors.Is(err, errChecksFailed) {
 			os.Exit(1)
@@ -65,41 +72,10 @@ func main() {
 	}
 }
 
-func run(bin, conflist, pool string, invalid, watch, ignore, ignorePrefix, skips list, parallel int, ifName, jsonOut string) error {
-	if conflist == "" {
-		return fmt.Errorf("-conflist is required")
-	}
-	data, err := os.ReadFile(conflist)
+func run(o options) error {
+	cfg, err := o.config()
 	if err != nil {
-		return fmt.Errorf("read conflist: %w", err)
-	}
-	cfg := conformance.Config{
-		BinDirs: filepath.SplitList(bin), Conflist: data, WatchDirs: watch, IgnoreLinks: ignore,
-		IgnoreLinkPrefixes: ignorePrefix, Parallel: parallel, IfName: ifName, Skip: map[string]string{},
-		Log: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
-	}
-	if pool != "" {
-		data, rerr := os.ReadFile(pool)
-		if rerr != nil {
-			return fmt.Errorf("read capability args pool: %w", rerr)
-		}
-		if jerr := json.Unmarshal(data, &cfg.CapabilityArgsPool); jerr != nil {
-			return fmt.Errorf("capability args pool %q: want a JSON array of objects: %w", pool, jerr)
-		}
-	}
-	for _, path := range invalid {
-		bad, rerr := os.ReadFile(path)
-		if rerr != nil {
-			return fmt.Errorf("read invalid config: %w", rerr)
-		}
-		cfg.InvalidConfigs = append(cfg.InvalidConfigs, bad)
-	}
-	for _, s := range skips {
-		name, reason, ok := strings.Cut(s, "=")
-		if !ok || reason == "" {
-			return fmt.Errorf("-skip %q: want CHECK=REASON", s)
-		}
-		cfg.Skip[name] = reason
+		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -110,12 +86,12 @@ func run(bin, conflist, pool string, invalid, watch, ignore, ignorePrefix, skips
 	if err := report.WriteText(os.Stdout); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	if jsonOut != "" {
+	if o.jsonOut != "" {
 		js, err := report.JSON()
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(jsonOut, js, 0o644); err != nil {
+		if err := os.WriteFile(o.jsonOut, js, 0o644); err != nil {
 			return fmt.Errorf("write JSON report: %w", err)
 		}
 	}
@@ -123,6 +99,46 @@ func run(bin, conflist, pool string, invalid, watch, ignore, ignorePrefix, skips
 		return errChecksFailed
 	}
 	return nil
+}
+
+// config reads the files the options name into a suite Config.
+func (o options) config() (conformance.Config, error) {
+	if o.conflist == "" {
+		return conformance.Config{}, errors.New("-conflist is required")
+	}
+	data, err := os.ReadFile(o.conflist)
+	if err != nil {
+		return conformance.Config{}, fmt.Errorf("read conflist: %w", err)
+	}
+	cfg := conformance.Config{
+		BinDirs: filepath.SplitList(o.bin), Conflist: data, WatchDirs: o.watch, IgnoreLinks: o.ignore,
+		IgnoreLinkPrefixes: o.ignorePrefix, Parallel: o.parallel, IfName: o.ifName, Skip: map[string]string{},
+		Log: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+	}
+	if o.pool != "" {
+		pool, err := os.ReadFile(o.pool)
+		if err != nil {
+			return cfg, fmt.Errorf("read capability args pool: %w", err)
+		}
+		if err := json.Unmarshal(pool, &cfg.CapabilityArgsPool); err != nil {
+			return cfg, fmt.Errorf("capability args pool %q: want a JSON array of objects: %w", o.pool, err)
+		}
+	}
+	for _, path := range o.invalid {
+		bad, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, fmt.Errorf("read invalid config: %w", err)
+		}
+		cfg.InvalidConfigs = append(cfg.InvalidConfigs, bad)
+	}
+	for _, s := range o.skips {
+		name, reason, ok := strings.Cut(s, "=")
+		if !ok || reason == "" {
+			return cfg, fmt.Errorf("-skip %q: want CHECK=REASON", s)
+		}
+		cfg.Skip[name] = reason
+	}
+	return cfg, nil
 }
 
 // errChecksFailed makes main exit 1 (a failed check) rather than 2 (usage).
