@@ -156,7 +156,7 @@ func TestVMBridgeStandalone(t *testing.T) {
 					invalidConf(e.vmBridge(mode), map[string]any{"mtu": 20}),
 				},
 			})
-			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckFailedAdd,
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckFailedAdd, conformance.CheckTamper,
 				conformance.CheckErrInvalidConfig, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
 		})
 	}
@@ -185,7 +185,7 @@ func TestVMBridgeFollowedByMetaPlugins(t *testing.T) {
 					conformance.CheckGCLegacyKey: "reference tuning and bandwidth v1.9.1 do not implement GC",
 				},
 			})
-			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint)...)
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckTamper)...)
 		})
 	}
 }
@@ -208,7 +208,7 @@ func TestVMBridgeFollowedByPortmapAndFirewall(t *testing.T) {
 					conformance.CheckGCLegacyKey: "reference portmap and firewall v1.9.1 do not implement GC",
 				},
 			})
-			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint)...)
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckTamper)...)
 		})
 	}
 }
@@ -237,7 +237,7 @@ func runChained(t *testing.T, first func(e *env) map[string]any, noGC string) {
 				Skip:           map[string]string{conformance.CheckGCValid: noGC, conformance.CheckGCLegacyKey: noGC},
 			})
 			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMHint, conformance.CheckFailedAdd,
-				conformance.CheckErrInvalidConfig)...)
+				conformance.CheckTamper, conformance.CheckErrInvalidConfig)...)
 		})
 	}
 }
@@ -274,7 +274,7 @@ func TestReferenceBridge(t *testing.T) {
 			conformance.CheckGCLegacyKey: refNoGC,
 		},
 	})
-	assertPassed(t, rep, append(protocolChecks, conformance.CheckFailedAdd)...)
+	assertPassed(t, rep, append(protocolChecks, conformance.CheckFailedAdd, conformance.CheckTamper)...)
 	if c, _ := rep.Check(conformance.CheckVMHint); c.Status != conformance.Skip {
 		t.Errorf("vm-hint on the reference bridge: want skip (no VM device), got %+v", c)
 	}
