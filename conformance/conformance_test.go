@@ -142,7 +142,7 @@ var protocolChecks = []string{
 	conformance.CheckVersion, conformance.CheckLifecycle, conformance.CheckResultInterfaces, conformance.CheckStdout,
 	conformance.CheckResultVersions, conformance.CheckDelWithoutAdd, conformance.CheckDelNetnsGone,
 	conformance.CheckErrMalformed, conformance.CheckErrVersion, conformance.CheckErrEnv, conformance.CheckStatus,
-	conformance.CheckConcurrency,
+	conformance.CheckConcurrency, conformance.CheckKubeletArgs,
 }
 
 func TestVMBridgeStandalone(t *testing.T) {

@@ -9,7 +9,9 @@
 //
 //   - protocol: VERSION; ADD, CHECK, DEL, DEL; DEL without ADD; DEL after
 //     the netns is gone; CHECK failing once the result's interfaces in the
-//     netns are deleted, and DEL cleaning up after that; GC with cni.dev/valid-attachments (libcni) and with
+//     netns are deleted, and DEL cleaning up after that; ADD, CHECK and DEL
+//     with the CNI_ARGS Kubernetes runtimes send (IgnoreUnknown=1,
+//     K8S_POD_*); GC with cni.dev/valid-attachments (libcni) and with
 //     the older cni.dev/attachments key alone (direct exec); STATUS; a
 //     result for every supported cniVersion (0.4.0, 1.0.0, 1.1.0) and its
 //     conversion to the others; the error object (code, msg) for malformed

@@ -29,6 +29,7 @@ const (
 	CheckDelNetnsGone       = "del-netns-gone"       // DEL after the netns was deleted succeeds; host as before
 	CheckFailedAdd          = "failed-add-hygiene"   // an ADD that fails (ifname taken) leaves no trace
 	CheckTamper             = "check-detects-loss"   // CHECK fails once the netns interfaces are deleted; DEL still cleans up
+	CheckKubeletArgs        = "kubernetes-cni-args"  // ADD, CHECK, DEL accept the CNI_ARGS Kubernetes runtimes send
 	CheckErrMalformed       = "error-malformed-json" // code 6, strict error object, no side effect
 	CheckErrVersion         = "error-unknown-version"
 	CheckErrEnv             = "error-missing-env"
@@ -61,6 +62,7 @@ var Checks = []struct{ Name, Verifies string }{
 	{CheckDelNetnsGone, "ADD, delete the netns, DEL succeeds; host as before"},
 	{CheckFailedAdd, "a second ADD into the same netns and ifname fails without leaving anything behind"},
 	{CheckTamper, "ADD, delete the result's interfaces in the netns: CHECK fails, DEL succeeds; host as before"},
+	{CheckKubeletArgs, "ADD, CHECK, DEL with CNI_ARGS IgnoreUnknown=1;K8S_POD_NAMESPACE;K8S_POD_NAME;K8S_POD_INFRA_CONTAINER_ID;K8S_POD_UID succeed; host as before"},
 	{CheckErrMalformed, "ADD with truncated JSON fails with one error object, code 6; host as before"},
 	{CheckErrVersion, "ADD with cniVersion 99.99.99 fails with code 1; host as before"},
 	{CheckErrEnv, "ADD without CNI_CONTAINERID, CNI_NETNS or CNI_IFNAME fails with code 4; host as before"},
@@ -176,6 +178,7 @@ func (s *suite) runChecks(ctx context.Context) {
 	s.record(CheckDelNetnsGone, func() verdict { return s.checkDelNetnsGone(ctx) })
 	s.record(CheckFailedAdd, func() verdict { return s.checkFailedAdd(ctx) })
 	s.record(CheckTamper, func() verdict { return s.checkTamper(ctx) })
+	s.record(CheckKubeletArgs, func() verdict { return s.checkKubeletArgs(ctx) })
 	s.record(CheckErrMalformed, func() verdict { return s.checkErrMalformed(ctx) })
 	s.record(CheckErrVersion, func() verdict { return s.checkErrVersion(ctx) })
 	s.record(CheckErrEnv, func() verdict { return s.checkErrEnv(ctx) })
