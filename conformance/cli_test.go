@@ -37,7 +37,8 @@ func writeJSON(t *testing.T, dir, name string, v any) string {
 }
 
 // TestCLI runs the command as a third party would, on vm-sriov in vfio
-// mode with a device pool file: exit 0, a readable report on stdout, a JSON
+// mode with a device pool file and a state command (the VFIO group nodes
+// must be the same before and after each check): exit 0, a readable report on stdout, a JSON
 // report whose checks all pass or are skipped. A pool that is not a JSON
 // array of objects is a usage error (exit 2) before any check runs.
 func TestCLI(t *testing.T) {
@@ -56,7 +57,7 @@ func TestCLI(t *testing.T) {
 	report := filepath.Join(dir, "report.json")
 
 	cmd := exec.Command(cli, "-bin", e.bin, "-conflist", list, "-capability-args-pool", poolFile,
-		"-watch", e.stateDir, "-parallel", "3", "-json", report)
+		"-watch", e.stateDir, "-parallel", "3", "-json", report, "-state-cmd", "ls -1 "+k.Abs("dev/vfio"))
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("vmcni-conformance: %v\nstdout:\n%s", err, out)

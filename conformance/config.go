@@ -31,6 +31,12 @@ type Config struct {
 	// "socketDir" and host-local "dataDir" in the conflist (or their
 	// defaults) is watched anyway.
 	WatchDirs []string
+	// ExtraState (optional) adds what the plugins program outside the host
+	// netns and the watched directories to every hygiene snapshot: lines
+	// (OVS ports, VPP interfaces and routes, a PCI device's driver) that
+	// must be the same before and after, compared like the rest. Defaults
+	// to none.
+	ExtraState func() ([]string, error)
 	// IgnoreLinks (optional) are host links left out of the snapshots:
 	// a shared host bridge that, like the reference bridge plugin's, stays
 	// once created. Defaults to none.

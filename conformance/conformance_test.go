@@ -344,7 +344,8 @@ func expect(t *testing.T, rep *conformance.Report, name string, want conformance
 
 // TestVhostUserOVSDPDK runs the suite on vm-vhostuser with a real OVS-DPDK
 // backend (private instance, --no-huge): ports come and go with the
-// attachments, and GC reclaims them.
+// attachments, and GC reclaims them; every hygiene comparison includes the
+// bridge's ports.
 func TestVhostUserOVSDPDK(t *testing.T) {
 	testutil.RequiresOVSDPDK(t)
 	e := newEnv(t)
@@ -358,9 +359,35 @@ func TestVhostUserOVSDPDK(t *testing.T) {
 	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	conf := map[string]any{"type": "vm-vhostuser", "backend": "ovs-dpdk", "bridge": bridge, "ovsdb": ovs.DB,
 		"socketDir": sockDir, "stateDir": e.stateDir, "ipam": e.ipam()}
-	rep := e.run(conformance.Config{Conflist: conflist("vmct-ovs", conf), WatchDirs: []string{sockDir}})
+	ports := func() ([]string, error) {
+		return strings.Split(ovs.Vsctl("--bare", "--columns=name,external_ids", "list", "Port"), "\n"), nil
+	}
+	rep := e.run(conformance.Config{Conflist: conflist("vmct-ovs", conf), WatchDirs: []string{sockDir}, ExtraState: ports})
 	assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
 	if ports := ovs.Vsctl("--bare", "--columns=name", "find", "Port", "external_ids:vmcni-network=vmct-ovs"); ports != "" {
 		t.Fatalf("OVS ports left after the suite: %s", ports)
 	}
+}
+
+// TestExtraStateCompared: the caller's extra state takes part in every
+// hygiene comparison: state that appears during a check (here a stand-in
+// for an OVS port the plugin leaked on its first ADD) fails that check and
+// shows in the diff; the checks after it compare against the new state.
+func TestExtraStateCompared(t *testing.T) {
+	e := newEnv(t)
+	var leaked bool
+	rep := e.run(conformance.Config{
+		Conflist: conflist("vmct-extra", map[string]any{"type": "vm-vhostuser", "backend": "none",
+			"socketDir": e.sockDir, "stateDir": e.stateDir}),
+		ExtraState: func() ([]string, error) {
+			if !leaked {
+				leaked = true
+				return nil, nil
+			}
+			return []string{"port leaked-by-first-add"}, nil
+		},
+		Parallel: 2,
+	})
+	expect(t, rep, conformance.CheckLifecycle, conformance.Fail, "+ state port leaked-by-first-add")
+	expect(t, rep, conformance.CheckDelWithoutAdd, conformance.Pass, "")
 }

@@ -22,7 +22,8 @@
 //     the host netns's links, addresses, routes and qdiscs, vmcni's nftables
 //     rules and the files, sockets, symlinks and empty directories under the
 //     watched directories (state dirs, IPAM data dirs, socket dirs) before
-//     and after (package hostsnap).
+//     and after (package hostsnap), plus the caller's Config.ExtraState
+//     (what the plugin programs elsewhere: OVS ports, VPP objects).
 //   - concurrency: N parallel ADDs then N parallel DELs, no failure, no leak.
 //   - VM hint checks (only when the result carries vmcni pseudo-interfaces):
 //     the interfaces the result names exist, socketPath is a socket or (for a

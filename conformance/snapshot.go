@@ -1,6 +1,8 @@
 package conformance
 
 import (
+	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/vmcni/vmcni/pkg/hostsnap"
@@ -18,6 +20,8 @@ type snapshotter struct {
 	dirs         []string
 	ignore       map[string]bool
 	ignorePrefix []string
+	// extra is Config.ExtraState; nil without one.
+	extra func() ([]string, error)
 }
 
 func (s *snapshotter) skipLink(name string) bool {
@@ -32,9 +36,22 @@ func (s *snapshotter) skipLink(name string) bool {
 	return false
 }
 
-// take records the host state.
+// take records the host state, and the caller's extra state as lines
+// starting with "state ".
 func (s *snapshotter) take() (snapshot, error) {
-	return hostsnap.Take(hostsnap.Options{Dirs: s.dirs, SkipLink: s.skipLink, EmptyDirs: true})
+	snap, err := hostsnap.Take(hostsnap.Options{Dirs: s.dirs, SkipLink: s.skipLink, EmptyDirs: true})
+	if err != nil || s.extra == nil {
+		return snap, err
+	}
+	lines, err := s.extra()
+	if err != nil {
+		return snapshot{}, fmt.Errorf("snapshot: extra state: %w", err)
+	}
+	for _, l := range lines {
+		snap.Lines = append(snap.Lines, "state "+l)
+	}
+	sort.Strings(snap.Lines)
+	return snap, nil
 }
 
 // diff returns the lines that disappeared ("- ") and appeared ("+ ")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vmcni/vmcni/conformance"
@@ -20,8 +21,8 @@ const sriovVFs = 8
 // it when a pod netns is destroyed, a file-backed PF table). Every
 // attachment gets its own VF through the deviceID capability, as a device
 // plugin hands them out under Multus; in vfio mode also its own NPWG
-// device-info file. After the suite the simulated host (drivers, overrides,
-// VF netdevs, /dev/vfio nodes, PF-side VF settings) is as before.
+// device-info file. Every hygiene comparison includes the simulated host
+// (drivers, overrides, VF netdevs, /dev/vfio nodes, PF-side VF settings).
 func TestSRIOV(t *testing.T) {
 	for _, mode := range []string{"netdev", "vfio"} {
 		t.Run(mode, func(t *testing.T) {
@@ -44,6 +45,7 @@ func TestSRIOV(t *testing.T) {
 				Conflist:           conflist("vmct-sriov-"+mode, conf),
 				CapabilityArgsPool: pool,
 				WatchDirs:          []string{devInfoDir},
+				ExtraState:         func() ([]string, error) { return strings.Split(k.State(), "\n"), nil },
 				Skip: map[string]string{conformance.CheckTamper: "a VF netdev is a physical device: it cannot be deleted " +
 					"(the simulator's veth stand-in could, and would come back under another name)"},
 				InvalidConfigs: [][]byte{

@@ -151,7 +151,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cni: libcni.NewCNIConfigWithCacheDir(cfg.BinDirs, filepath.Join(work, "cache"), nil),
 		snap: &snapshotter{
 			dirs:   dedupe(append(n.watchDirs(), cfg.WatchDirs...)),
-			ignore: map[string]bool{}, ignorePrefix: cfg.IgnoreLinkPrefixes,
+			ignore: map[string]bool{}, ignorePrefix: cfg.IgnoreLinkPrefixes, extra: cfg.ExtraState,
 		},
 		report: &Report{Network: n.list.Name, CNIVersion: n.list.CNIVersion, Plugins: n.types, Started: time.Now()},
 	}

@@ -1,6 +1,7 @@
 package conformance_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,8 +53,9 @@ func TestVPP(t *testing.T) {
 			network := "vmct-vpp-" + c.name
 			ifacesBefore, socketsBefore := vpp.Interfaces(), vpp.MemifSockets()
 			rep := e.run(conformance.Config{
-				Conflist:  conflist(network, conf),
-				WatchDirs: []string{sockDir},
+				Conflist:   conflist(network, conf),
+				WatchDirs:  []string{sockDir},
+				ExtraState: func() ([]string, error) { return vppState(vpp, vppplugin.GatewayTag(network)), nil },
 				InvalidConfigs: [][]byte{
 					invalidConf(conf, map[string]any{"apiSocket": "relative.sock"}),
 					invalidConf(conf, map[string]any{"mtu": 10}), invalidConf(conf, map[string]any{"interface": "bogus"}),
@@ -76,6 +78,31 @@ func TestVPP(t *testing.T) {
 			}
 		})
 	}
+}
+
+// vppState is what vm-vpp programs in VPP, for the suite's hygiene
+// comparisons: interfaces (the network's gateway loopback aside: shared,
+// kept once created), routes, bridge domain members and memif socket
+// registrations (an empty bridge domain aside, for the same reason).
+func vppState(v *fakevpp.VPP, gatewayTag string) []string {
+	var lines []string
+	for _, i := range v.Interfaces() {
+		if i.Tag != gatewayTag {
+			lines = append(lines, fmt.Sprintf("interface %d %s tag=%q up=%v unnumbered=%v", i.Index, i.Name, i.Tag, i.AdminUp, i.Unnumbered))
+		}
+	}
+	for _, r := range v.Routes() {
+		lines = append(lines, fmt.Sprintf("route %+v", r))
+	}
+	for id, bd := range v.BridgeDomains() {
+		for _, m := range bd.Members {
+			lines = append(lines, fmt.Sprintf("bridge-domain %d member %d", id, m))
+		}
+	}
+	for id, path := range v.MemifSockets() {
+		lines = append(lines, fmt.Sprintf("memif-socket %d %s", id, path))
+	}
+	return lines
 }
 
 func sameIface(a, b fakevpp.Iface) bool {

@@ -6,7 +6,7 @@
 //	vmcni-conformance -bin /opt/cni/bin -conflist net.conflist \
 //	    [-invalid bad.conf ...] [-watch DIR ...] [-ignore-link BR ...] \
 //	    [-skip CHECK=REASON ...] [-parallel 8] [-capability-args-pool pool.json] \
-//	    [-json report.json]
+//	    [-state-cmd "ovs-vsctl --bare --columns=name list Port" ...] [-json report.json]
 //
 // A pool file is a JSON array of capability-args objects, one per device a
 // device plugin would hand out ([{"deviceID": "0000:3b:02.0"}, ...]); each
@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -38,6 +39,7 @@ func (l *list) Set(v string) error { *l = append(*l, v); return nil }
 type options struct {
 	bin, conflist, pool, ifName, jsonOut        string
 	invalid, watch, ignore, ignorePrefix, skips list
+	stateCmds                                   list
 	parallel                                    int
 }
 
@@ -50,6 +52,8 @@ func main() {
 	flag.Var(&o.ignore, "ignore-link", "a host link left out of the snapshots, e.g. a shared host bridge (repeatable)")
 	flag.Var(&o.ignorePrefix, "ignore-link-prefix", "leave out host links with this name prefix (repeatable)")
 	flag.Var(&o.skips, "skip", "CHECK=REASON: declare a check not applicable (repeatable)")
+	flag.Var(&o.stateCmds, "state-cmd", "a command (split on spaces, no shell) whose output must be the same before and after, "+
+		"e.g. \"ovs-vsctl --bare --columns=name list Port\" (repeatable)")
 	flag.IntVar(&o.parallel, "parallel", 8, "attachments of the concurrency check")
 	flag.StringVar(&o.pool, "capability-args-pool", "", "a JSON array of per-attachment capability args (one device each)")
 	flag.StringVar(&o.ifName, "ifname", "eth0", "CNI_IFNAME")
@@ -131,6 +135,9 @@ func (o options) config() (conformance.Config, error) {
 		}
 		cfg.InvalidConfigs = append(cfg.InvalidConfigs, bad)
 	}
+	if len(o.stateCmds) > 0 {
+		cfg.ExtraState = commandsState(o.stateCmds)
+	}
 	for _, s := range o.skips {
 		name, reason, ok := strings.Cut(s, "=")
 		if !ok || reason == "" {
@@ -139,6 +146,29 @@ func (o options) config() (conformance.Config, error) {
 		cfg.Skip[name] = reason
 	}
 	return cfg, nil
+}
+
+// commandsState is an ExtraState that runs each command (argv split on
+// spaces, no shell) and returns its output lines, prefixed with the
+// command.
+func commandsState(cmds []string) func() ([]string, error) {
+	return func() ([]string, error) {
+		var lines []string
+		for _, c := range cmds {
+			argv := strings.Fields(c)
+			if len(argv) == 0 {
+				return nil, errors.New("-state-cmd: empty command")
+			}
+			out, err := exec.Command(argv[0], argv[1:]...).Output()
+			if err != nil {
+				return nil, fmt.Errorf("-state-cmd %q: %w", c, err)
+			}
+			for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+				lines = append(lines, c+": "+l)
+			}
+		}
+		return lines, nil
+	}
 }
 
 // errChecksFailed makes main exit 1 (a failed check) rather than 2 (usage).
