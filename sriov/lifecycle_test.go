@@ -224,18 +224,20 @@ func TestNonViableGroup(t *testing.T) {
 	e.assertSnapshot(hostBefore)
 }
 
-// TestDelAfterNetnsGone: the pod netns disappears before DEL, and the VF
-// netdev returns to the host netns under another name (the simulated
-// kernel's netns refund), either before DEL or, asynchronously, while DEL
-// waits for it: DEL succeeds, renames the netdev back, restores the
-// PF-side settings and its MAC, and releases the allocation, IPAM and the
-// record; the simulated host and the host netns are exactly as before.
+// TestDelAfterNetnsGone: the pod netns, where ADD set the VF netdev's MTU
+// to 9000, disappears before DEL, and the VF netdev returns to the host
+// netns under another name and with MTU 9000 (the simulated kernel's netns
+// refund), either before DEL or, asynchronously, while DEL waits for it:
+// DEL succeeds, renames the netdev back, restores its MTU, the PF-side
+// settings and its MAC, and releases the allocation, IPAM and the record;
+// the simulated host and the host netns are exactly as before.
 func TestDelAfterNetnsGone(t *testing.T) {
+	const podMTU = 9000
 	for _, waitRefund := range []bool{true, false} {
 		t.Run(fmt.Sprintf("refund-before-del=%v", waitRefund), func(t *testing.T) {
 			e := newEnv(t, 2, false)
 			pod := testutil.NewNS(t)
-			c := e.cni(e.conf(sriov.ModeNetdev, 0, allKnobs(nil)))
+			c := e.cni(e.conf(sriov.ModeNetdev, 0, allKnobs(map[string]any{"mtu": podMTU})))
 			rt := testutil.Runtime("gone1", pod.Path, "net1")
 			addr := sriovsim.VFAddr(0)
 			hostName, _ := e.k.Netdev(addr)
@@ -246,8 +248,16 @@ func TestDelAfterNetnsGone(t *testing.T) {
 			e.k.TakeCalls()
 			pod.Delete()
 			if waitRefund {
-				if back := e.k.WaitNetdev(addr); back == hostName {
+				back := e.k.WaitNetdev(addr)
+				if back == hostName {
 					t.Fatalf("the VF netdev came back as %q, want another name", back)
+				}
+				var l netlink.Link
+				if err := e.inHost(func() (err error) { l, err = link.ByName(back); return err }); err != nil {
+					t.Fatal(err)
+				}
+				if mtu := l.Attrs().MTU; mtu != podMTU {
+					t.Fatalf("the VF netdev came back with MTU %d, want the pod's %d", mtu, podMTU)
 				}
 			}
 			if err := c.del(rt); err != nil {

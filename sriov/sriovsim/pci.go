@@ -10,7 +10,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
@@ -35,8 +34,9 @@ type sharedAttr struct {
 
 // start opens the shared attributes' pipes and watches each device's
 // driver_override (inotify IN_CLOSE_WRITE), starts the poller, and starts
-// the kernel goroutine, which subscribes to the host netns's link events
-// and creates the VF netdevs before it serves.
+// the kernel goroutine, which subscribes to the link events of the host
+// netns and of every netns with an id in it (see linkSocket) and creates
+// the VF netdevs before it serves.
 func (k *Kernel) start() {
 	for _, rel := range sharedAttrs() {
 		fd, err := unix.Open(k.Abs(rel), unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -80,16 +80,39 @@ func (k *Kernel) start() {
 	k.must(<-ready)
 }
 
-// subscribe starts the link event subscription in the calling thread's
-// netns (the host's).
+// subscribe opens the link event socket in the calling thread's netns (the
+// host's) and starts its reader, which hands the events to the kernel
+// goroutine through links and closes links once stop closes the socket.
 func (k *Kernel) subscribe() error {
-	err := netlink.LinkSubscribeWithOptions(k.links, k.linksDone, netlink.LinkSubscribeOptions{
-		ReceiveBufferSize: 4 << 20,
-		ErrorCallback:     func(err error) { k.fail("link events: %v", err) },
-	})
+	s, err := openLinkSocket(int(k.host), 4<<20)
 	if err != nil {
 		return fmt.Errorf("subscribe to link events: %w", err)
 	}
+	k.sock = s
+	go func() {
+		defer close(k.links)
+		for {
+			msgs, errs, err := s.receive()
+			switch {
+			case errors.Is(err, os.ErrClosed):
+				return
+			case errors.Is(err, unix.EINTR):
+				continue
+			case errors.Is(err, unix.ENOBUFS): // events were lost; later ones come
+				k.fail("link events: %v", err)
+				continue
+			case err != nil:
+				k.fail("link events: %v", err)
+				return
+			}
+			for _, e := range errs {
+				k.fail("link events: %v", e)
+			}
+			for _, m := range msgs {
+				k.links <- m // stop drains links until the reader is gone
+			}
+		}
+	}()
 	return nil
 }
 
@@ -107,9 +130,9 @@ func (k *Kernel) stop() {
 		<-k.pollDone
 	}
 	if k.subscribed {
-		close(k.linksDone)
+		k.sock.close()
 		for range k.links {
-			// drain until the subscription closes the channel
+			// drain until the reader closes the channel
 		}
 	}
 	for _, a := range k.shared {

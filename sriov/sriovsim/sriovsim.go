@@ -35,9 +35,14 @@
 //     netns_refund). A veth dies with its netns, peer included, so when a
 //     peer disappears without the simulator removing it, the simulator
 //     recreates the pair in the host netns, the VF side under a new name
-//     (<prefix>r<i>, as the kernel falls back to dev%d on a name clash), and
-//     moves the VF's net/ entry to it. Netns destruction is asynchronous:
-//     WaitNetdev waits for the refund.
+//     (<prefix>r<i>, as the kernel falls back to dev%d on a name clash) and
+//     with the MTU it had in the pod netns, and moves the VF's net/ entry
+//     to it. To know that MTU, the kernel goroutine listens to the link
+//     events of every netns that has an id in the host netns
+//     (NETLINK_LISTEN_ALL_NSID; moving a link to a netns gives it one),
+//     which holds no reference to them, and follows the VF side's MTU in
+//     the netns it went to. Netns destruction is asynchronous: WaitNetdev
+//     waits for the refund.
 //   - The PF's VF table, sriov.FakePFFile: its presence makes vm-sriov use
 //     sriov.FakePF instead of netlink for the PF-side VF settings.
 //
@@ -77,9 +82,14 @@
 // and drivers_probe are named pipes, not regular files (see Sysfs
 // attributes). A VF's net/ directory keeps listing its netdev's last host
 // name while the netdev is in another netns (a real sysfs shows only the
-// netdevs of its mount's netns). A refunded netdev always gets a new name,
-// the stand-in's original MACs and MTU 1500, and is down (the kernel keeps
-// the name when it is free, and the MAC and MTU the pod gave it).
+// netdevs of its mount's netns). A refunded netdev always gets a new name
+// and the stand-in's original MACs, and is down (the kernel keeps the name
+// when it is free, and the MAC the pod gave it). It keeps the MTU it had
+// in the pod netns, as the kernel does, but only as far as the simulator
+// saw it: after a move from one pod netns straight to another, an MTU set
+// there before the simulator handles the move can be missed, and after
+// lost link events (a full socket buffer, which also fails the test) it
+// is the last one seen.
 package sriovsim
 
 import (
@@ -94,7 +104,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
@@ -172,13 +181,15 @@ type Kernel struct {
 	inotify int
 	shared  []*sharedAttr
 
-	kick      chan struct{}           // "readable", from the poller
-	pollDone  chan struct{}           // closed when the poller is gone
-	links     chan netlink.LinkUpdate // the host netns's link events
-	linksDone chan struct{}           // closing it ends the link subscription
-	queries   chan chan bool          // "settled?", answered by the kernel goroutine
-	quit      chan struct{}           // closing it stops the kernel goroutine
-	done      chan struct{}           // closed when the kernel goroutine is gone
+	// sock is the link event socket, set with subscribed; stop closes it.
+	sock *linkSocket
+
+	kick     chan struct{}  // "readable", from the poller
+	pollDone chan struct{}  // closed when the poller is gone
+	links    chan linkMsg   // the link events of the host netns and the netns with an id in it
+	queries  chan chan bool // "settled?", answered by the kernel goroutine
+	quit     chan struct{}  // closing it stops the kernel goroutine
+	done     chan struct{}  // closed when the kernel goroutine is gone
 }
 
 // Start builds the tree, creates the VF netdevs in o.HostNS, starts the
@@ -198,7 +209,7 @@ func Start(t testing.TB, o Options) *Kernel {
 		Root: filepath.Join(t.TempDir(), "root"), PFName: prefix + "pf",
 		t: t, prefix: prefix, host: host, groups: map[string]string{}, wds: map[int]string{},
 		netdevs: map[string]*netdev{},
-		inotify: -1, kick: make(chan struct{}), pollDone: make(chan struct{}), links: make(chan netlink.LinkUpdate, 256), linksDone: make(chan struct{}),
+		inotify: -1, kick: make(chan struct{}), pollDone: make(chan struct{}), links: make(chan linkMsg, 256),
 		queries: make(chan chan bool), quit: make(chan struct{}), done: make(chan struct{}),
 	}
 	t.Cleanup(k.stop)
@@ -263,7 +274,7 @@ func (k *Kernel) build(o Options) {
 		symlink("../"+PFAddr, devDir(addr)+"/physfn")
 		symlink("../"+addr, fmt.Sprintf("%s/virtfn%d", devDir(PFAddr), i))
 		k.netdevs[addr] = &netdev{vf: i, name: fmt.Sprintf("%sv%d", k.prefix, i), peer: fmt.Sprintf("%sp%d", k.prefix, i),
-			mac: link.RandomMAC(), peerMAC: link.RandomMAC()}
+			mac: link.RandomMAC(), peerMAC: link.RandomMAC(), nsid: -1}
 		table.PFs[k.PFName] = append(table.PFs[k.PFName], sriov.VFState{MAC: "00:00:00:00:00:00", VlanProto: 0x8100, Spoofchk: true})
 	}
 	if o.SharedGroup {

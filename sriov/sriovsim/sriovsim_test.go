@@ -3,12 +3,15 @@ package sriovsim_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
 	"sync"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/vishvananda/netlink"
 
+	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/netns"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
@@ -118,4 +121,64 @@ func TestConcurrentVFIO(t *testing.T) {
 	}
 	assertNoErrors(t, "DEL", parallel(concurrency, inHost(func(i int) error { return clients[i].Del(rts[i]) })))
 	k.AssertState(t, before)
+}
+
+// TestRefundKeepsMTU: a VF netdev that a pod netns renamed and gave another
+// MTU comes back from the destroyed netns with that MTU (its peer keeps
+// 1500), twice in a row (netns ids are reused once their netns is gone).
+func TestRefundKeepsMTU(t *testing.T) {
+	host := testutil.NewNS(t)
+	k := sriovsim.Start(t, sriovsim.Options{VFs: 2, HostNS: host.Path})
+	addr := sriovsim.VFAddr(1)
+	inNS := func(path string, fn func() error) {
+		t.Helper()
+		if err := netns.Do(path, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, mtu := range []int{9000, 1280} {
+		name := k.WaitNetdev(addr)
+		pod := testutil.NewNS(t)
+		fd, err := os.Open(pod.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		inNS(host.Path, func() error {
+			l, err := link.ByName(name)
+			if err != nil {
+				return err
+			}
+			return link.MoveToNetns(l, int(fd.Fd()), "net1")
+		})
+		fd.Close()
+		inNS(pod.Path, func() error {
+			l, err := link.ByName("net1")
+			if err != nil {
+				return err
+			}
+			return link.SetMTU(l, mtu)
+		})
+		pod.Delete()
+		back := k.WaitNetdev(addr)
+		inNS(host.Path, func() error {
+			l, err := link.ByName(back)
+			if err != nil {
+				return err
+			}
+			if got := l.Attrs().MTU; got != mtu {
+				t.Errorf("refunded netdev %q has MTU %d, want %d", back, got, mtu)
+			}
+			peer, err := netlink.LinkByIndex(l.Attrs().ParentIndex)
+			if err != nil {
+				return err
+			}
+			if got := peer.Attrs().MTU; got != 1500 {
+				t.Errorf("peer %q has MTU %d, want 1500", peer.Attrs().Name, got)
+			}
+			return nil
+		})
+	}
+	if w := k.TakeWrites(); len(w) != 0 {
+		t.Fatalf("writes: %v", w)
+	}
 }
