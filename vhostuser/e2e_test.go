@@ -133,7 +133,7 @@ func httpGet(t *testing.T, url, want string) {
 
 func waitConsole(t *testing.T, s *launcher.Session, marker string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if _, err := s.WaitConsole(ctx, marker); err != nil {
 		t.Fatalf("%s: %v", marker, err)
