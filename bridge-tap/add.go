@@ -69,7 +69,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err = conf.ValidateForAdd(); err != nil {
 		return err
 	}
-	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
+	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	at, err := plugin.OpenAttachment(PluginName, "ADD", conf.Config, conf.StateDir, args)

@@ -2,7 +2,6 @@ package bridgetap
 
 import (
 	"encoding/json"
-	"fmt"
 	"net"
 	"path/filepath"
 
@@ -195,20 +194,4 @@ func (c *NetConf) ValidateForAdd() error {
 // attachment: no prevResult and an IPAM section.
 func (c *NetConf) standaloneConfig() bool {
 	return !c.Chained() && c.IPAM.Type != ""
-}
-
-// validateArgs checks the CNI_* values used as names.
-func validateArgs(containerID, ifName string) error {
-	if err := hint.ValidateKey(containerID, ifName); err != nil {
-		return cnierr.Env("%w", err)
-	}
-	if err := link.ValidateName(ifName); err != nil {
-		return cnierr.Env("CNI_IFNAME: %w", err)
-	}
-	return nil
-}
-
-// String names the attachment for errors.
-func attachmentName(containerID, ifName string) string {
-	return fmt.Sprintf("%s/%s", containerID, ifName)
 }

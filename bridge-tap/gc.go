@@ -2,19 +2,15 @@ package bridgetap
 
 import (
 	"context"
-	"errors"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/logging"
 	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/store"
 )
 
 // GC implements CNI GC: every vm-bridge attachment of this network that is
 // not in the valid list is deleted as DEL would, then GC is forwarded to the
-// IPAM plugin.
+// IPAM plugin (standalone only).
 func (p *Plugin) GC(args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData, args.Args)
 	if err != nil {
@@ -23,19 +19,12 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	if err = conf.Validate(); err != nil {
 		return err
 	}
-	valid, err := plugin.ValidAttachments(args.StdinData)
-	if err != nil {
-		return err
+	spec := plugin.GCSpec{
+		Plugin: PluginName, Network: conf.Name, StateDir: conf.StateDir, LogCfg: conf.Config, Stdin: args.StdinData,
+		Teardown: p.teardownRecord,
 	}
-	log, closeLog := logging.Open(conf.Config, "plugin", PluginName, "cmd", "GC", "network", conf.Name)
-	defer closeLog()
-
-	errs := []error{store.New(conf.StateDir).CollectStale(conf.Name, PluginName, valid, func(rec *store.Record) error {
-		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
-		return p.teardownRecord(rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
-	})}
-	if !conf.Chained() && conf.IPAM.Type != "" {
-		errs = append(errs, ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}.GC(context.Background()))
+	if !conf.Chained() {
+		spec.IPAM = conf.IPAM.Type
 	}
-	return errors.Join(errs...)
+	return plugin.RunGC(context.Background(), spec)
 }

@@ -47,7 +47,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err = conf.Validate(); err != nil {
 		return err
 	}
-	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
+	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	if conf.Mode == ModeNetdev && !netns.Exists(args.Netns) {

@@ -13,6 +13,7 @@ import (
 	"github.com/vmcni/vmcni/pkg/ipam"
 	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 )
 
@@ -29,18 +30,15 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err = conf.Validate(); err != nil {
 		return err
 	}
-	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
+	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	if conf.Prev == nil {
 		return cnierr.Config("CHECK needs prevResult")
 	}
-	rec, err := store.New(conf.StateDir).Get(args.ContainerID, args.IfName)
+	rec, err := store.New(conf.StateDir).GetComplete(args.ContainerID, args.IfName)
 	if err != nil {
 		return err
-	}
-	if rec == nil || !rec.Complete {
-		return fmt.Errorf("attachment %q/%q has no complete record", args.ContainerID, args.IfName)
 	}
 	st, err := stateOf(rec)
 	if err != nil {

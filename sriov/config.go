@@ -14,7 +14,6 @@ import (
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/logging"
 	"github.com/vmcni/vmcni/pkg/plugin"
 )
@@ -285,15 +284,4 @@ func (c *NetConf) guestMAC() (net.HardwareAddr, error) {
 		return nil, cnierr.Config("mac %q is the zero address", c.MAC)
 	}
 	return mac, nil
-}
-
-// validateArgs checks the CNI_* values used as names.
-func validateArgs(containerID, ifName string) error {
-	if err := hint.ValidateKey(containerID, ifName); err != nil {
-		return cnierr.Env("%w", err)
-	}
-	if err := link.ValidateName(ifName); err != nil {
-		return cnierr.Env("CNI_IFNAME: %w", err)
-	}
-	return nil
 }

@@ -21,7 +21,7 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err = conf.Validate(); err != nil {
 		return err
 	}
-	if err = validateArgs(args.ContainerID, args.IfName); err != nil {
+	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
 		return err
 	}
 	at, err := plugin.OpenAttachment(PluginName, "DEL", conf.Config, conf.StateDir, args)

@@ -26,12 +26,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if conf.Prev == nil {
 		return cnierr.Config("CHECK needs prevResult")
 	}
-	rec, err := store.New(conf.StateDir).Get(args.ContainerID, args.IfName)
+	rec, err := store.New(conf.StateDir).GetComplete(args.ContainerID, args.IfName)
 	if err != nil {
 		return err
-	}
-	if rec == nil || !rec.Complete {
-		return fmt.Errorf("attachment %s has no complete record", attachmentName(args.ContainerID, args.IfName))
 	}
 	st, err := stateOf(rec)
 	if err != nil {

@@ -2,7 +2,6 @@ package vhostuser
 
 import (
 	"encoding/json"
-	"fmt"
 	"net"
 	"os/user"
 	"path/filepath"
@@ -215,8 +214,4 @@ func PathsFor(socketDir, containerID, ifName string) (Paths, error) {
 		return Paths{}, cnierr.Config("socket path %q is %d bytes; unix sockets allow %d (shorten socketDir or the container ID)", sock, len(sock), maxSocketPath)
 	}
 	return Paths{Dir: dir, Socket: sock}, nil
-}
-
-func attachmentName(containerID, ifName string) string {
-	return fmt.Sprintf("%s/%s", containerID, ifName)
 }

@@ -35,12 +35,9 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	if err != nil {
 		return cnierr.Decode("convert prevResult: %w", err)
 	}
-	rec, err := store.New(conf.StateDir).Get(args.ContainerID, args.IfName)
+	rec, err := store.New(conf.StateDir).GetComplete(args.ContainerID, args.IfName)
 	if err != nil {
 		return err
-	}
-	if rec == nil || !rec.Complete {
-		return fmt.Errorf("attachment %s has no complete record", attachmentName(args.ContainerID, args.IfName))
 	}
 	st, err := stateOf(rec)
 	if err != nil {

@@ -5,6 +5,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/logging"
 	"github.com/vmcni/vmcni/pkg/store"
 )
@@ -40,4 +43,16 @@ func OpenAttachment(pluginName, cmd string, logCfg logging.Config, stateDir stri
 func (a *Attachment) Close(forget bool) {
 	a.lock.Unlock(forget)
 	a.closeLog()
+}
+
+// ValidateArgs checks the CNI_CONTAINERID and CNI_IFNAME values a plugin
+// uses in names (state paths, link names): code 4 when they cannot be.
+func ValidateArgs(containerID, ifName string) error {
+	if err := hint.ValidateKey(containerID, ifName); err != nil {
+		return cnierr.Env("%w", err)
+	}
+	if err := link.ValidateName(ifName); err != nil {
+		return cnierr.Env("CNI_IFNAME: %w", err)
+	}
+	return nil
 }

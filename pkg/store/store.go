@@ -102,6 +102,19 @@ func (s *Store) Get(containerID, ifName string) (*Record, error) {
 	return &rec, nil
 }
 
+// GetComplete returns the record of (containerID, ifName) for CHECK: an
+// error when there is none or its ADD did not finish.
+func (s *Store) GetComplete(containerID, ifName string) (*Record, error) {
+	rec, err := s.Get(containerID, ifName)
+	if err != nil {
+		return nil, err
+	}
+	if rec == nil || !rec.Complete {
+		return nil, fmt.Errorf("attachment %s/%s has no complete record", containerID, ifName)
+	}
+	return rec, nil
+}
+
 // Delete removes the record of (containerID, ifName) and the attachment and
 // container directories when they are left empty. Missing files are not an
 // error.
