@@ -2,13 +2,12 @@ package sriov
 
 import (
 	"context"
-	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"golang.org/x/sys/unix"
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // Status implements CNI STATUS: ADD can succeed when sysfsRoot has
@@ -29,16 +28,11 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 	if conf.Mode == ModeVFIO && !fs.Exists("dev/vfio") {
 		return cnierr.Unavailable("no VFIO at %q (vfio-pci module not loaded?)", fs.Path("dev/vfio"))
 	}
-	if err := os.MkdirAll(conf.StateDir, 0o755); err != nil {
-		return cnierr.Unavailable("state dir %q: %w", conf.StateDir, err)
-	}
-	if err := unix.Access(conf.StateDir, unix.W_OK); err != nil {
-		return cnierr.Unavailable("state dir %q not writable: %w", conf.StateDir, err)
+	if err := plugin.WritableDir("state dir", conf.StateDir); err != nil {
+		return err
 	}
 	if conf.IPAM.Type != "" {
-		if err := (ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}).Status(context.Background()); err != nil {
-			return cnierr.Unavailable("%w", err)
-		}
+		return plugin.IPAMReady(context.Background(), ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData})
 	}
 	return nil
 }

@@ -2,13 +2,12 @@ package vhostuser
 
 import (
 	"context"
-	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"golang.org/x/sys/unix"
 
 	"github.com/vmcni/vmcni/pkg/cnierr"
 	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // Status implements CNI STATUS: code 50 when the backend is unreachable (OVS
@@ -26,16 +25,11 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 	if err = p.newSwitch(conf).Ready(ctx); err != nil {
 		return cnierr.Unavailable("%w", err)
 	}
-	if err = os.MkdirAll(conf.SocketDir, 0o755); err != nil {
-		return cnierr.Unavailable("socketDir %q: %w", conf.SocketDir, err)
-	}
-	if err = unix.Access(conf.SocketDir, unix.W_OK); err != nil {
-		return cnierr.Unavailable("socketDir %q not writable: %w", conf.SocketDir, err)
+	if err = plugin.WritableDir("socketDir", conf.SocketDir); err != nil {
+		return err
 	}
 	if conf.IPAM.Type != "" {
-		if err = (ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}).Status(ctx); err != nil {
-			return cnierr.Unavailable("%w", err)
-		}
+		return plugin.IPAMReady(ctx, ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData})
 	}
 	return nil
 }

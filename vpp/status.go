@@ -2,12 +2,10 @@ package vpp
 
 import (
 	"context"
-	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
-	"golang.org/x/sys/unix"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // Status implements CNI STATUS: ADD can succeed when VPP answers on its API
@@ -28,16 +26,11 @@ func (p *Plugin) Status(args *skel.CmdArgs) error {
 		return statusError(err)
 	}
 	client.Close()
-	if err = os.MkdirAll(conf.StateDir, 0o755); err != nil {
-		return cnierr.Unavailable("state dir %q: %w", conf.StateDir, err)
-	}
-	if err = unix.Access(conf.StateDir, unix.W_OK); err != nil {
-		return cnierr.Unavailable("state dir %q not writable: %w", conf.StateDir, err)
+	if err = plugin.WritableDir("state dir", conf.StateDir); err != nil {
+		return err
 	}
 	if conf.IPAM.Type != "" {
-		if err = ipamDelegate(conf, args.StdinData).Status(ctx); err != nil {
-			return cnierr.Unavailable("%w", err)
-		}
+		return plugin.IPAMReady(ctx, ipamDelegate(conf, args.StdinData))
 	}
 	return nil
 }
