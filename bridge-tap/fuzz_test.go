@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 // FuzzParseConfig feeds arbitrary stdin and CNI_ARGS to ParseConfig and
@@ -14,32 +14,18 @@ import (
 //	go test ./bridge-tap/ -run XXX -fuzz FuzzParseConfig -fuzztime 5s
 func FuzzParseConfig(f *testing.F) {
 	ipam := `"ipam":{"type":"host-local","ranges":[[{"subnet":"10.1.0.0/24"}]]}`
-	for _, seed := range []string{
-		`{"cniVersion":"1.1.0","name":"n","type":"vm-bridge",` + ipam + `}`,
-		`{"cniVersion":"1.1.0","name":"n","type":"vm-bridge","mode":"bridge","bridge":"br0","mtu":1400,"isGateway":true,"ipMasq":true,` + ipam + `}`,
-		`{"cniVersion":"1.0.0","name":"n","type":"vm-bridge","mode":"macvtap","macvtapMode":"bridge","queues":4,"mac":"02:00:00:00:00:01","tapOwner":1000,"tapGroup":1000,"vnetHdr":false,` + ipam + `}`,
+	testutil.AddConfigSeeds(f,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-bridge",`+ipam+`}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-bridge","mode":"bridge","bridge":"br0","mtu":1400,"isGateway":true,"ipMasq":true,`+ipam+`}`,
+		`{"cniVersion":"1.0.0","name":"n","type":"vm-bridge","mode":"macvtap","macvtapMode":"bridge","queues":4,"mac":"02:00:00:00:00:01","tapOwner":1000,"tapGroup":1000,"vnetHdr":false,`+ipam+`}`,
 		`{"cniVersion":"0.4.0","name":"n","type":"vm-bridge","mode":"tcfilter","stateDir":"/run/x","logFile":"/tmp/l","logLevel":"debug","args":{"cni":{"mac":"02:00:00:00:00:02"}},"runtimeConfig":{"mac":"02:00:00:00:00:03","CNIDeviceInfoFile":"/tmp/d"}}`,
 		`{"cniVersion":"1.1.0","name":"n","type":"vm-bridge","prevResult":{"cniVersion":"1.1.0","interfaces":[{"name":"eth0","sandbox":"/var/run/netns/x"}],"ips":[{"address":"10.1.0.2/24","interface":0}]}}`,
-	} {
-		f.Add([]byte(seed), "")
-		f.Add([]byte(seed), "IgnoreUnknown=1;MAC=02:00:00:00:00:09")
-	}
+	)
 	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
 		conf, err := bridgetap.ParseConfig(stdin, cniArgs)
-		if err != nil {
-			if c := cnierr.Code(err); c != 6 && c != 4 {
-				t.Fatalf("ParseConfig error with code %d: %v", c, err)
-			}
+		if !testutil.ExpectCode(t, "ParseConfig", err, 6, 4) || !testutil.ExpectCode(t, "Validate", conf.Validate(), 7) {
 			return
 		}
-		if err := conf.Validate(); err != nil {
-			if c := cnierr.Code(err); c != 7 {
-				t.Fatalf("Validate error with code %d: %v", c, err)
-			}
-			return
-		}
-		if err := conf.ValidateForAdd(); err != nil && cnierr.Code(err) != 7 {
-			t.Fatalf("ValidateForAdd error with code %d: %v", cnierr.Code(err), err)
-		}
+		testutil.ExpectCode(t, "ValidateForAdd", conf.ValidateForAdd(), 7)
 	})
 }

@@ -3,7 +3,7 @@ package sriov_test
 import (
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
 )
 
@@ -14,27 +14,15 @@ import (
 //
 //	go test ./sriov/ -run XXX -fuzz FuzzParseConfig -fuzztime 5s
 func FuzzParseConfig(f *testing.F) {
-	for _, seed := range []string{
+	testutil.AddConfigSeeds(f,
 		`{"cniVersion":"1.1.0","name":"n","type":"vm-sriov","deviceID":"0000:3b:02.1"}`,
 		`{"cniVersion":"1.1.0","name":"n","type":"vm-sriov","mode":"vfio","deviceID":"0000:3b:02.1","vlan":100,"vlanQoS":3,"vlanProto":"802.1ad","spoofchk":"off","trust":"on","link_state":"enable","min_tx_rate":10,"max_tx_rate":100,"bindTimeout":"3s"}`,
 		`{"cniVersion":"1.0.0","name":"n","type":"vm-sriov","mode":"netdev","mac":"02:00:00:00:00:01","mtu":9000,"sysfsRoot":"/tmp/sys","stateDir":"/var/lib/x","runtimeConfig":{"deviceID":"0000:3B:02.2","mac":"02:00:00:00:00:03","CNIDeviceInfoFile":"/tmp/d"}}`,
 		`{"cniVersion":"1.1.0","name":"n","type":"vm-sriov","args":{"cni":{"mac":"02:00:00:00:00:02"}},"ipam":{"type":"static","addresses":[{"address":"10.0.0.2/24"}]}}`,
-	} {
-		f.Add([]byte(seed), "")
-		f.Add([]byte(seed), "IgnoreUnknown=1;MAC=02:00:00:00:00:09")
-	}
+	)
 	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
 		conf, err := sriov.ParseConfig(stdin, cniArgs)
-		if err != nil {
-			if c := cnierr.Code(err); c != 6 && c != 4 {
-				t.Fatalf("ParseConfig error with code %d: %v", c, err)
-			}
-			return
-		}
-		if err := conf.Validate(); err != nil {
-			if c := cnierr.Code(err); c != 7 {
-				t.Fatalf("Validate error with code %d: %v", c, err)
-			}
+		if !testutil.ExpectCode(t, "ParseConfig", err, 6, 4) || !testutil.ExpectCode(t, "Validate", conf.Validate(), 7) {
 			return
 		}
 		if conf.DeviceID != "" && !sriov.ValidPCIAddress(conf.DeviceID) {

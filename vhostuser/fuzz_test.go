@@ -3,7 +3,7 @@ package vhostuser_test
 import (
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/vhostuser"
 )
 
@@ -24,22 +24,10 @@ func FuzzParseConfig(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, stdin []byte, containerID, ifName string) {
 		conf, err := vhostuser.ParseConfig(stdin)
-		if err != nil {
-			if c := cnierr.Code(err); c != 6 {
-				t.Fatalf("ParseConfig error with code %d: %v", c, err)
-			}
+		if !testutil.ExpectCode(t, "ParseConfig", err, 6) || !testutil.ExpectCode(t, "Validate", conf.Validate(), 7) {
 			return
 		}
-		if err := conf.Validate(); err != nil {
-			if c := cnierr.Code(err); c != 7 {
-				t.Fatalf("Validate error with code %d: %v", c, err)
-			}
-			return
-		}
-		if _, err := vhostuser.PathsFor(conf.SocketDir, containerID, ifName); err != nil {
-			if c := cnierr.Code(err); c != 4 && c != 7 {
-				t.Fatalf("PathsFor error with code %d: %v", c, err)
-			}
-		}
+		_, err = vhostuser.PathsFor(conf.SocketDir, containerID, ifName)
+		testutil.ExpectCode(t, "PathsFor", err, 4, 7)
 	})
 }
