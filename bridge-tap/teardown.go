@@ -7,11 +7,11 @@ import (
 	"net"
 	"sync"
 
-	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
 	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/masq"
 	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 )
 
@@ -60,19 +60,8 @@ type teardown struct {
 }
 
 func (t *teardown) run(ctx context.Context) error {
-	var mu sync.Mutex // guards errs
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			t.log.Warn("DEL step failed", "err", err)
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
-		}
-	}
 	names := t.st.Names
-	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
-	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
+	td := plugin.BeginTeardown(t.log, t.conf.StateDir, t.key.ContainerID, t.key.IfName, t.st.DeviceInfoFile)
 
 	// Link deletions dominate DEL (each waits for RCU grace periods), and
 	// the steps below are independent: run them concurrently.
@@ -81,7 +70,7 @@ func (t *teardown) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			add(step())
+			td.Step(step())
 		}()
 	}
 	inPod := func(fn func() error) func() error {
@@ -122,10 +111,7 @@ func (t *teardown) run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	if len(errs) == 0 {
-		add(t.store.Delete(t.key.ContainerID, t.key.IfName))
-	}
-	return errors.Join(errs...)
+	return td.Finish(t.store, t.key.ContainerID, t.key.IfName)
 }
 
 // teardownRecord runs DEL for a recorded attachment (GC, interrupted ADD).

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
 	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 )
 
@@ -41,26 +41,15 @@ func teardownRecord(rec *store.Record, log *slog.Logger) error {
 }
 
 func (t *teardown) run(ctx context.Context) error {
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			t.log.Warn("DEL step failed", "err", err)
-			errs = append(errs, err)
-		}
-	}
-	add(hint.Remove(t.conf.StateDir, t.rec.ContainerID, t.rec.IfName))
-	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
+	td := plugin.BeginTeardown(t.log, t.conf.StateDir, t.rec.ContainerID, t.rec.IfName, t.st.DeviceInfoFile)
 	if t.st.PCI != "" {
-		add(t.releaseVF())
+		td.Step(t.releaseVF())
 	}
 	if t.conf.IPAM.Type != "" {
 		key := ipam.Attachment{ContainerID: t.rec.ContainerID, Netns: t.rec.Netns, IfName: t.rec.IfName, Args: t.rec.Args}
-		add(ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, key))
+		td.Step(ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, key))
 	}
-	if len(errs) == 0 {
-		add(t.store.Delete(t.rec.ContainerID, t.rec.IfName))
-	}
-	return errors.Join(errs...)
+	return td.Finish(t.store, t.rec.ContainerID, t.rec.IfName)
 }
 
 // releaseVF puts the VF back as ADD found it, under the VF lock, but only

@@ -2,13 +2,11 @@ package vhostuser
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
 	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
@@ -49,28 +47,17 @@ type teardown struct {
 }
 
 func (t *teardown) run(ctx context.Context) error {
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			t.log.Warn("DEL step failed", "err", err)
-			errs = append(errs, err)
-		}
-	}
-	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
-	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
+	td := plugin.BeginTeardown(t.log, t.conf.StateDir, t.key.ContainerID, t.key.IfName, t.st.DeviceInfoFile)
 	if t.st.Port != "" {
-		add(t.sw.DelPort(ctx, t.st.Port))
+		td.Step(t.sw.DelPort(ctx, t.st.Port))
 	}
 	if t.st.Dir != "" {
-		add(os.RemoveAll(t.st.Dir))
+		td.Step(os.RemoveAll(t.st.Dir))
 	}
 	if t.conf.IPAM.Type != "" {
-		add(ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, t.key))
+		td.Step(ipam.Delegate{Type: t.conf.IPAM.Type, Config: t.conf.Raw}.Del(ctx, t.key))
 	}
-	if len(errs) == 0 {
-		add(t.store.Delete(t.key.ContainerID, t.key.IfName))
-	}
-	return errors.Join(errs...)
+	return td.Finish(t.store, t.key.ContainerID, t.key.IfName)
 }
 
 // teardownRecord deletes a recorded attachment (GC, interrupted ADD).

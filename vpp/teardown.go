@@ -8,8 +8,8 @@ import (
 	"net"
 	"strings"
 
-	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/pkg/store"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
@@ -149,26 +149,15 @@ type teardown struct {
 }
 
 func (t *teardown) run(ctx context.Context) error {
-	var errs []error
-	add := func(err error) {
-		if err != nil {
-			t.log.Warn("DEL step failed", "err", err)
-			errs = append(errs, err)
-		}
-	}
-	add(hint.Remove(t.conf.StateDir, t.key.ContainerID, t.key.IfName))
-	add(hint.RemoveDeviceInfo(t.st.DeviceInfoFile))
+	td := plugin.BeginTeardown(t.log, t.conf.StateDir, t.key.ContainerID, t.key.IfName, t.st.DeviceInfoFile)
 	if t.vpp != nil {
-		add(removeVPPObjects(t.vpp, t.st, t.recorded, t.log))
+		td.Step(removeVPPObjects(t.vpp, t.st, t.recorded, t.log))
 	}
-	add(removeSocketDir(paths{Dir: t.st.SocketDir, Socket: t.st.Socket}))
+	td.Step(removeSocketDir(paths{Dir: t.st.SocketDir, Socket: t.st.Socket}))
 	if t.st.IPAM != "" {
-		add(ipam.Delegate{Type: t.st.IPAM, Config: t.conf.Raw}.Del(ctx, t.key))
+		td.Step(ipam.Delegate{Type: t.st.IPAM, Config: t.conf.Raw}.Del(ctx, t.key))
 	}
-	if len(errs) == 0 {
-		add(t.store.Delete(t.key.ContainerID, t.key.IfName))
-	}
-	return errors.Join(errs...)
+	return td.Finish(t.store, t.key.ContainerID, t.key.IfName)
 }
 
 // teardownRecord runs DEL for a recorded attachment (GC, interrupted ADD).
