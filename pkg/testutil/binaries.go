@@ -13,6 +13,7 @@ import (
 // go.mod through internal/tools).
 var referencePackages = []string{
 	"github.com/containernetworking/plugins/plugins/main/bridge",
+	"github.com/containernetworking/plugins/plugins/main/loopback",
 	"github.com/containernetworking/plugins/plugins/main/ptp",
 	"github.com/containernetworking/plugins/plugins/main/tap",
 	"github.com/containernetworking/plugins/plugins/meta/tuning",
