@@ -265,7 +265,7 @@ func (e *env) testBadConfig(t *testing.T) {
 	nad := map[string]any{
 		"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
 		"metadata": map[string]any{"name": "vmct-bad", "namespace": "default"},
-		"spec": map[string]any{"config": `{"cniVersion":"1.1.0","name":"vmct-bad","type":"vm-bridge","mode":"teleport","bridge":"vmct-bad0","ipam":{"type":"host-local","subnet":"10.240.9.0/24"}}`},
+		"spec":     map[string]any{"config": `{"cniVersion":"1.1.0","name":"vmct-bad","type":"vm-bridge","mode":"teleport","bridge":"vmct-bad0","ipam":{"type":"host-local","subnet":"10.240.9.0/24"}}`},
 	}
 	e.create(nad)
 	e.create(toolsPod("vmct-bad", "vmct-bad"))
