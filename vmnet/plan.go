@@ -81,6 +81,22 @@ func PlanFromHints(hints ...*hint.Hint) (*Plan, error) {
 	return p, nil
 }
 
+// MergePlans concatenates plans, in order, into one plan (NIC i of the
+// result is net<i> and eth<i>), skipping nil plans, and validates it: two
+// sources must not give the same MAC.
+func MergePlans(plans ...*Plan) (*Plan, error) {
+	p := &Plan{}
+	for _, q := range plans {
+		if q != nil {
+			p.NICs = append(p.NICs, q.NICs...)
+		}
+	}
+	if err := p.validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // NeedsSharedMemory reports whether some NIC needs the guest memory to be
 // shared with another process: a vhost-user NIC (the switch reads and writes
 // the guest's buffers). QEMUArgs adds the memory backend itself; a Cloud
@@ -209,23 +225,51 @@ func (n *NIC) location() string {
 	return n.Netns
 }
 
+// NICSummary is one NIC of a plan in a compact form, for logs and JSON.
+type NICSummary struct {
+	// NIC is the VMM's name of the NIC, net<i>.
+	NIC  string    `json:"nic"`
+	Kind hint.Kind `json:"kind"`
+	// Device, IfName, MAC, MTU and Queues are the NIC's.
+	Device string `json:"device"`
+	IfName string `json:"ifname,omitempty"`
+	// Where is the netns path (tap, macvtap), the socket path and the VMM's
+	// role on it (vhost-user, memif) or the /dev/vfio path (vfio).
+	Where  string `json:"where,omitempty"`
+	MAC    string `json:"mac"`
+	MTU    int    `json:"mtu,omitempty"`
+	Queues int    `json:"queues"`
+	// IPs are the guest's addresses in CIDR form.
+	IPs []string `json:"ips,omitempty"`
+}
+
+// Summary returns one NICSummary per NIC, in order.
+func (p *Plan) Summary() []NICSummary {
+	out := make([]NICSummary, 0, len(p.NICs))
+	for i := range p.NICs {
+		n := &p.NICs[i]
+		s := NICSummary{NIC: fmt.Sprintf("net%d", i), Kind: n.Kind, Device: n.Device, IfName: n.IfName,
+			Where: n.location(), MAC: n.MAC, MTU: n.MTU, Queues: n.Queues}
+		for _, ip := range n.IPs {
+			s.IPs = append(s.IPs, ip.Address)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
 // String renders the plan as a table, one line per NIC, for humans.
 func (p *Plan) String() string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "NIC\tKIND\tDEVICE\tIFNAME\tWHERE\tMAC\tMTU\tQUEUES\tIPS")
-	for i := range p.NICs {
-		n := &p.NICs[i]
+	for _, n := range p.Summary() {
 		mtu := "-"
 		if n.MTU > 0 {
 			mtu = strconv.Itoa(n.MTU)
 		}
-		var ips []string
-		for _, ip := range n.IPs {
-			ips = append(ips, ip.Address)
-		}
-		fmt.Fprintf(w, "net%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", i, n.Kind, n.Device,
-			dash(n.IfName), dash(n.location()), n.MAC, mtu, n.Queues, dash(strings.Join(ips, ",")))
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", n.NIC, n.Kind, n.Device,
+			dash(n.IfName), dash(n.Where), n.MAC, mtu, n.Queues, dash(strings.Join(n.IPs, ",")))
 	}
 	_ = w.Flush()
 	return b.String()
