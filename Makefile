@@ -2,6 +2,7 @@
 #   make demo     builds, plumbs a netns with vm-bridge, boots a real VM on the hint, pings it
 #   make test     every test (unit, integration in real netns, VM end-to-end); needs root
 #   make install  plugins into $(PREFIX) (default /opt/cni/bin)
+#   make image    the plugin image as $(BIN)/vmcni-image.tar (no registry, no Docker engine; deploy/README.md)
 
 PREFIX    ?= /opt/cni/bin
 BIN       ?= bin
@@ -13,6 +14,7 @@ LINT      := .cache/tools/golangci-lint
 LINT_VERSION := v2.15.0
 
 .PHONY: all build ref install test test-unit fuzz deps guest demo lint bench clean
+.PHONY: image
 
 all: build
 
@@ -30,6 +32,13 @@ ref:
 install: build
 	install -d $(DESTDIR)$(PREFIX)
 	for p in $(PLUGINS); do install -m 0755 $(BIN)/$$p $(DESTDIR)$(PREFIX)/$$p; done
+
+# The plugin image deploy/daemonset.yaml runs: static plugins and the
+# vmcni-install entrypoint in one archive that is both an OCI layout and a
+# docker-archive (ctr -n k8s.io images import, docker load).
+image:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(BIN)/image/ ./plugins/... ./deploy/cmd/vmcni-install
+	$(GO) run ./deploy/cmd/vmcni-image -bin $(BIN)/image -o $(BIN)/vmcni-image.tar
 
 # System packages the tests and the demo need (idempotent).
 deps:

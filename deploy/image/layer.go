@@ -14,10 +14,12 @@ import (
 )
 
 // entry is one tar entry of the layer: a file, a symlink or a parent
-// directory.
+// directory. A file's content is data, or the host file src, read when
+// the entry is written.
 type entry struct {
 	hdr  tar.Header
 	data []byte
+	src  string
 }
 
 // buildLayer validates files, reads their sources and returns the layer
@@ -43,11 +45,7 @@ func buildLayer(files []File) ([]byte, error) {
 		}
 	}
 	for _, f := range files {
-		e, err := f.entry()
-		if err != nil {
-			return nil, err
-		}
-		entries[f.Path] = e
+		entries[f.Path] = f.entry()
 	}
 	for d := range dirs {
 		entries[d] = &entry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: 0o755}}
@@ -61,13 +59,8 @@ func buildLayer(files []File) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, p := range paths {
-		e := entries[p]
-		e.hdr.ModTime = epoch
-		if err := tw.WriteHeader(&e.hdr); err != nil {
-			return nil, fmt.Errorf("layer entry %q: %w", p, err)
-		}
-		if _, err := tw.Write(e.data); err != nil {
-			return nil, fmt.Errorf("layer entry %q: %w", p, err)
+		if err := entries[p].write(tw); err != nil {
+			return nil, fmt.Errorf("file %q: %w", p, err)
 		}
 	}
 	if err := tw.Close(); err != nil {
@@ -96,29 +89,47 @@ func (f File) validate() error {
 	return nil
 }
 
-// entry returns f's tar entry, reading Source from the host.
-func (f File) entry() (*entry, error) {
-	name := strings.TrimPrefix(f.Path, "/")
+// entry returns f's tar entry.
+func (f File) entry() *entry {
+	hdr := tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(f.Path, "/"), Mode: int64(f.Mode)}
 	switch {
 	case f.Link != "":
-		return &entry{hdr: tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: f.Link, Mode: 0o777}}, nil
+		hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, f.Link, 0o777
+		return &entry{hdr: hdr}
 	case f.Source != "":
-		data, err := readRegular(f.Source)
-		if err != nil {
-			return nil, fmt.Errorf("file %q: source: %w", f.Path, err)
-		}
-		return &entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(f.Mode), Size: int64(len(data))}, data: data}, nil
+		return &entry{hdr: hdr, src: f.Source}
 	default:
-		return &entry{hdr: tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(f.Mode), Size: int64(len(f.Data))}, data: f.Data}, nil
+		hdr.Size = int64(len(f.Data))
+		return &entry{hdr: hdr, data: f.Data}
 	}
 }
 
-// readRegular reads the regular file at p (symlinks to one are followed).
-func readRegular(p string) ([]byte, error) {
-	fh, err := safefile.OpenRegular(p)
-	if err != nil {
-		return nil, err
+// write writes e to tw with the fixed timestamp, copying its source file
+// (which must be a regular file; a symlink to one is followed).
+func (e *entry) write(tw *tar.Writer) error {
+	e.hdr.ModTime = epoch
+	if e.src == "" {
+		if err := tw.WriteHeader(&e.hdr); err != nil {
+			return err
+		}
+		_, err := tw.Write(e.data)
+		return err
 	}
-	defer fh.Close()
-	return io.ReadAll(fh)
+	f, err := safefile.OpenRegular(e.src)
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("source: %w", err)
+	}
+	e.hdr.Size = st.Size()
+	if err := tw.WriteHeader(&e.hdr); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(tw, f, e.hdr.Size); err != nil {
+		return fmt.Errorf("source %q: %w", e.src, err)
+	}
+	return nil
 }
