@@ -118,15 +118,46 @@ func allocate(t *testing.T, c pluginapi.DevicePluginClient, reqs ...[]string) []
 	return envs
 }
 
-func TestPlugin(t *testing.T) {
-	checkLeaks := checkGoroutines(t)
-	dir := t.TempDir()
-	k := startKubelet(t, dir, true)
-	p, err := Start(context.Background(), testOptions(dir))
-	if err != nil {
+// stopAll stops p (twice: the second Stop must give the same answer),
+// checks its socket is gone, stops k, and checks no goroutine is left.
+func stopAll(t *testing.T, p *Plugin, k *fakeKubelet, checkLeaks func()) {
+	t.Helper()
+	for i := range 2 {
+		if err := p.Stop(); err != nil {
+			t.Errorf("Stop #%d: %v", i+1, err)
+		}
+	}
+	if _, err := os.Stat(p.SocketPath()); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("socket after Stop: %v, want it gone", err)
+	}
+	k.stop()
+	checkLeaks()
+}
+
+// started is a plugin registered with a fake kubelet in a new directory.
+type started struct {
+	dir        string
+	k          *fakeKubelet
+	p          *Plugin
+	c          pluginapi.DevicePluginClient // the fake kubelet's client to p
+	checkLeaks func()
+}
+
+func start(t *testing.T) started {
+	t.Helper()
+	s := started{checkLeaks: checkGoroutines(t), dir: t.TempDir()}
+	s.k = startKubelet(t, s.dir, true)
+	var err error
+	if s.p, err = Start(context.Background(), testOptions(s.dir)); err != nil {
 		t.Fatal(err)
 	}
-	c := checkRegistration(t, k)
+	s.c = checkRegistration(t, s.k)
+	return s
+}
+
+func TestPlugin(t *testing.T) {
+	s := start(t)
+	dir, k, p, c, checkLeaks := s.dir, s.k, s.p, s.c, s.checkLeaks
 	if want := filepath.Join(dir, "vmcni-vmcni.io_sriov_vf.sock"); p.SocketPath() != want {
 		t.Errorf("SocketPath() = %q, want %q", p.SocketPath(), want)
 	}
@@ -170,17 +201,7 @@ func TestPlugin(t *testing.T) {
 	}
 
 	expectNone(t, k.reqs, 10*testPoll, "registration without a kubelet restart")
-	if err := p.Stop(); err != nil {
-		t.Errorf("Stop: %v", err)
-	}
-	if err := p.Stop(); err != nil {
-		t.Errorf("second Stop: %v", err)
-	}
-	if _, err := os.Stat(p.SocketPath()); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("socket after Stop: %v, want it gone", err)
-	}
-	k.stop()
-	checkLeaks()
+	stopAll(t, p, k, checkLeaks)
 }
 
 func TestReregister(t *testing.T) {
@@ -194,20 +215,14 @@ func TestReregister(t *testing.T) {
 		{"socket deleted", false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkLeaks := checkGoroutines(t)
-			dir := t.TempDir()
-			k := startKubelet(t, dir, true)
-			p, err := Start(context.Background(), testOptions(dir))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkRegistration(t, k)
+			s := start(t)
+			k, p := s.k, s.p
 
 			start := time.Now()
 			switch {
 			case tc.restart:
 				k.stop()
-				k = startKubelet(t, dir, tc.cleanup)
+				k = startKubelet(t, s.dir, tc.cleanup)
 			case tc.cleanup:
 				if err := os.Remove(p.SocketPath()); err != nil {
 					t.Fatal(err)
@@ -220,14 +235,7 @@ func TestReregister(t *testing.T) {
 			}
 			expectNone(t, k.reqs, 10*testPoll, "second registration with the same kubelet")
 
-			if err := p.Stop(); err != nil {
-				t.Errorf("Stop: %v", err)
-			}
-			if _, err := os.Stat(p.SocketPath()); !errors.Is(err, fs.ErrNotExist) {
-				t.Errorf("socket after Stop: %v, want it gone", err)
-			}
-			k.stop()
-			checkLeaks()
+			stopAll(t, p, k, s.checkLeaks)
 		})
 	}
 }
@@ -236,14 +244,14 @@ func TestReregister(t *testing.T) {
 func TestStartBeforeKubelet(t *testing.T) {
 	checkLeaks := checkGoroutines(t)
 	dir := t.TempDir()
-	type started struct {
+	type result struct {
 		p   *Plugin
 		err error
 	}
-	res := make(chan started, 1)
+	res := make(chan result, 1)
 	go func() {
 		p, err := Start(context.Background(), testOptions(dir))
-		res <- started{p, err}
+		res <- result{p, err}
 	}()
 	deadline := time.Now().Add(wait)
 	for _, err := os.Stat(filepath.Join(dir, SocketName(testResource))); err != nil; _, err = os.Stat(filepath.Join(dir, SocketName(testResource))) {
@@ -258,11 +266,7 @@ func TestStartBeforeKubelet(t *testing.T) {
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if err := r.p.Stop(); err != nil {
-		t.Errorf("Stop: %v", err)
-	}
-	k.stop()
-	checkLeaks()
+	stopAll(t, r.p, k, checkLeaks)
 }
 
 // Start gives up after StartTimeout without a kubelet, and the end of its
@@ -288,14 +292,11 @@ func TestStartTimeoutAndContext(t *testing.T) {
 	}
 	checkRegistration(t, k)
 	cancel()
-	if err := p.Stop(); err != nil {
-		t.Errorf("Stop after ctx ended: %v", err)
-	}
+	receive(t, p.done, "shutdown at the end of ctx")
 	if _, err := os.Stat(p.SocketPath()); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("socket after ctx ended: %v, want it gone", err)
 	}
-	k.stop()
-	checkLeaks()
+	stopAll(t, p, k, checkLeaks)
 }
 
 func TestSocketInTheWay(t *testing.T) {
