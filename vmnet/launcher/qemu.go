@@ -110,12 +110,20 @@ func (vm *vmProcess) tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// stop kills QEMU (the guest has no disk to flush) and waits for it.
+// stop asks QEMU to quit (SIGTERM: it exits 0 at once; the guest has no
+// disk to flush), kills its process group if it is still there after
+// stopGrace, and waits for it.
 func (vm *vmProcess) stop() error {
 	select {
 	case <-vm.done:
 		return nil
 	default:
+	}
+	_ = vm.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-vm.done:
+		return nil
+	case <-time.After(stopGrace):
 	}
 	_ = syscall.Kill(-vm.cmd.Process.Pid, syscall.SIGKILL)
 	select {
@@ -125,3 +133,6 @@ func (vm *vmProcess) stop() error {
 		return errors.New("qemu did not exit after SIGKILL")
 	}
 }
+
+// stopGrace is how long stop waits for QEMU to quit on SIGTERM.
+const stopGrace = 3 * time.Second

@@ -3,6 +3,7 @@ package launcher
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/vmcni/vmcni/vmnet"
 )
@@ -29,11 +30,15 @@ func (s *Session) qemuArgs(fds [][]int, accel string) ([]string, error) {
 		cmdline = append(cmdline, fmt.Sprintf("tsc_early_khz=%d", khz))
 	}
 	cmdline = append(cmdline, vmnet.GuestCmdline(s.Plan), o.ExtraCmdline)
-	if gw := s.Gateway(); o.ProbeGateway && gw != nil {
-		cmdline = append(cmdline, "vmcni.probe="+gw.String())
+	ping, tcp := s.probeTargets()
+	if len(ping) > 0 {
+		cmdline = append(cmdline, "vmcni.probe="+strings.Join(ping, ","))
 	}
-	if o.ProbeTCP != "" {
-		cmdline = append(cmdline, "vmcni.probetcp="+o.ProbeTCP)
+	if len(tcp) > 0 {
+		cmdline = append(cmdline, "vmcni.probetcp="+strings.Join(tcp, ","))
+	}
+	if o.ProbeWait > 0 {
+		cmdline = append(cmdline, fmt.Sprintf("vmcni.probe_wait=%d", int((o.ProbeWait+time.Second-1)/time.Second)))
 	}
 	args := []string{
 		"-M", machine, "-accel", accel, "-cpu", cpu, "-m", fmt.Sprintf("%dM", o.MemoryMiB),

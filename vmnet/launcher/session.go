@@ -3,6 +3,11 @@
 // files into a vmnet.Plan, opens the devices, boots QEMU on them and, on
 // Close, stops the VM, runs DEL and removes the namespace it created.
 //
+// Given a plan instead (Options.Plan, e.g. from vmnet.PlanFromNetns and
+// vmnet.PlanFromNetworkStatus in a pod whose attachments the kubelet and
+// Multus made, as KubeVirt's virt-launcher does), it only opens the
+// devices and boots; Close stops the VM and closes the devices.
+//
 // It proves the hint contract end to end; runtimes embed package vmnet, not
 // this launcher.
 package launcher
@@ -29,10 +34,16 @@ import (
 	"github.com/vmcni/vmcni/vmnet"
 )
 
-// Options configure a Session. Conflist, CNIPath, Kernel and Initrd are
-// required; the rest have defaults.
+// Options configure a Session. Kernel and Initrd are required, and either
+// Plan or Conflist and CNIPath; the rest have defaults.
 type Options struct {
-	// Conflist is the CNI network configuration list (or single config).
+	// Plan (optional) boots on devices that already exist: no conflist, no
+	// CNI ADD or DEL, no netns creation; Close only stops the VM and closes
+	// the devices. Conflist, CNIPath, ContainerID, IfName and Netns are then
+	// unused. Defaults to planning from the CNI result of Conflist.
+	Plan *vmnet.Plan
+	// Conflist is the CNI network configuration list (or single config),
+	// required without Plan.
 	Conflist []byte
 	// CNIPath are the directories holding the plugin binaries.
 	CNIPath []string
@@ -62,6 +73,17 @@ type Options struct {
 	// ProbeTCP (optional, host:port) makes the guest fetch
 	// http://host:port/ after boot and print VMCNI-PROBETCP-OK or -FAIL.
 	ProbeTCP string
+	// Probes (optional) are more IPs the guest pings after boot (after the
+	// gateway with ProbeGateway), each reported as VMCNI-PROBE-OK <ip> or
+	// VMCNI-PROBE-FAIL <ip>.
+	Probes []string
+	// ProbeTCPs (optional) are more host:port the guest fetches (after
+	// ProbeTCP), each reported as VMCNI-PROBETCP-OK or -FAIL <host:port>.
+	ProbeTCPs []string
+	// ProbeWait (optional) keeps the guest retrying each probe until this
+	// long after boot (whole seconds), e.g. while a peer VM boots. Defaults
+	// to the guest's own budget: 4 rounds of 3 echoes, 3 fetches.
+	ProbeWait time.Duration
 	// BeforeBoot (optional) runs after CNI ADD and planning, before QEMU
 	// starts: e.g. to start a vhost-user backend that must listen first.
 	BeforeBoot func(*Session) error
@@ -101,7 +123,32 @@ func (o *Options) setDefaults() {
 	}
 }
 
-// Session is one VM on one CNI attachment.
+// validate checks what the guest command line and the VMM need, without
+// side effects.
+func (o *Options) validate() error {
+	if o.Plan == nil && len(o.Conflist) == 0 {
+		return errors.New("neither a plan nor a conflist")
+	}
+	for _, ip := range o.Probes {
+		if net.ParseIP(ip) == nil {
+			return fmt.Errorf("probe %q is not an IP address", ip)
+		}
+	}
+	for _, hp := range append([]string{o.ProbeTCP}, o.ProbeTCPs...) {
+		if hp == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(hp); err != nil || port == "" || strings.ContainsAny(hp, ", ") {
+			return fmt.Errorf("tcp probe %q is not host:port", hp)
+		}
+	}
+	if o.ProbeWait < 0 {
+		return fmt.Errorf("negative probe wait %s", o.ProbeWait)
+	}
+	return nil
+}
+
+// Session is one VM on one CNI attachment, or on a given plan.
 type Session struct {
 	opts   Options
 	cni    *libcni.CNIConfig
@@ -112,7 +159,7 @@ type Session struct {
 	vm     *vmProcess
 	added  bool
 
-	// Result is the CNI ADD result.
+	// Result is the CNI ADD result; nil when Options.Plan was given.
 	Result *current.Result
 	// Plan is what the VM was given.
 	Plan *vmnet.Plan
@@ -127,6 +174,9 @@ type Session struct {
 // Start plumbs, plans and boots. On error everything done so far is undone.
 func Start(ctx context.Context, opts Options) (*Session, error) {
 	opts.setDefaults()
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
 	s := &Session{opts: opts}
 	if err := s.start(ctx); err != nil {
 		return nil, errors.Join(err, s.Close())
@@ -135,6 +185,30 @@ func Start(ctx context.Context, opts Options) (*Session, error) {
 }
 
 func (s *Session) start(ctx context.Context) error {
+	o := &s.opts
+	if o.Plan != nil {
+		s.Plan = o.Plan
+		if len(s.Plan.NICs) == 0 {
+			return errors.New("the plan has no NIC")
+		}
+	} else if err := s.plumb(ctx); err != nil {
+		return err
+	}
+	if o.BeforeBoot != nil {
+		if err := o.BeforeBoot(s); err != nil {
+			return fmt.Errorf("before boot: %w", err)
+		}
+	}
+	fds, err := s.openDevices()
+	if err != nil {
+		return err
+	}
+	return s.boot(ctx, fds)
+}
+
+// plumb runs CNI ADD (in a new netns unless Options.Netns names one) and
+// plans from its result.
+func (s *Session) plumb(ctx context.Context) error {
 	o := &s.opts
 	list, err := conflist.Parse(o.Conflist)
 	if err != nil {
@@ -164,16 +238,7 @@ func (s *Session) start(ctx context.Context) error {
 	if len(s.Plan.NICs) == 0 {
 		return errors.New("the CNI result describes no VM device (no vmcni pseudo-interface)")
 	}
-	if o.BeforeBoot != nil {
-		if err = o.BeforeBoot(s); err != nil {
-			return fmt.Errorf("before boot: %w", err)
-		}
-	}
-	fds, err := s.openDevices()
-	if err != nil {
-		return err
-	}
-	return s.boot(ctx, fds)
+	return nil
 }
 
 // openDevices opens every tap/macvtap queue and returns, per NIC, the fd
@@ -240,17 +305,50 @@ func (s *Session) bootOnce(ctx context.Context, fds [][]int, accel string, timeo
 	return err
 }
 
+// probeTargets returns the IPs the guest pings and the host:port it
+// fetches, in the order of Options.
+func (s *Session) probeTargets() (ping, tcp []string) {
+	o := &s.opts
+	if gw := s.Gateway(); o.ProbeGateway && gw != nil {
+		ping = append(ping, gw.String())
+	}
+	ping = append(ping, o.Probes...)
+	if o.ProbeTCP != "" {
+		tcp = append(tcp, o.ProbeTCP)
+	}
+	return ping, append(tcp, o.ProbeTCPs...)
+}
+
 // ProbeMarkers are the console markers that report the probes asked for
-// in Options (wait for them with WaitConsole).
+// in Options (wait for them with WaitConsole): "VMCNI-PROBE-" when the
+// guest pings, "VMCNI-PROBETCP-" when it fetches. With several targets each
+// has its own line (see vmnet/guest/README.md).
 func (s *Session) ProbeMarkers() []string {
 	var m []string
-	if s.opts.ProbeGateway && s.Gateway() != nil {
+	ping, tcp := s.probeTargets()
+	if len(ping) > 0 {
 		m = append(m, "VMCNI-PROBE-")
 	}
-	if s.opts.ProbeTCP != "" {
+	if len(tcp) > 0 {
 		m = append(m, "VMCNI-PROBETCP-")
 	}
 	return m
+}
+
+// Wait blocks until QEMU exits or ctx ends, and returns ctx.Err() in the
+// latter case, else QEMU's exit error (nil when the guest powered off,
+// e.g. after vmcni.halt_after). Without a running VM it returns at once.
+func (s *Session) Wait(ctx context.Context) error {
+	vm := s.vm
+	if vm == nil {
+		return errors.New("no VM running")
+	}
+	select {
+	case <-vm.done:
+		return vm.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // WaitConsole waits for a console line containing prefix.
@@ -292,7 +390,8 @@ func (s *Session) Gateway() net.IP {
 }
 
 // Close stops the VM, closes the devices, runs CNI DEL and removes the
-// netns the session created. It is safe to call more than once.
+// netns the session created (with Options.Plan: only the first two). It is
+// safe to call more than once.
 func (s *Session) Close() error {
 	var errs []error
 	if s.vm != nil {
