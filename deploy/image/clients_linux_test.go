@@ -1,13 +1,11 @@
 package image
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -34,10 +32,12 @@ func requireTools(t *testing.T, pkg string, tools ...string) {
 	}
 }
 
-// daemon starts name with args in its own process group, logging to
-// dir/name.log, and waits until ready succeeds. Cleanup stops the group
-// (SIGTERM, then SIGKILL after 30s), unmounts whatever is left mounted
-// under dir and removes dir.
+// daemon starts name with args in its own process group and its own
+// private mount namespace, logging to dir/name.log, and waits until ready
+// succeeds. Every mount the daemon makes (layers, temporary mounts) lives
+// in that namespace and goes away with it, so nothing is ever mounted
+// under dir here. Cleanup stops the group (SIGTERM, then SIGKILL after
+// 30s) and removes dir.
 func daemon(t *testing.T, dir, name string, ready func() error, args ...string) {
 	t.Helper()
 	logPath := filepath.Join(dir, name+".log")
@@ -47,7 +47,7 @@ func daemon(t *testing.T, dir, name string, ready func() error, args ...string) 
 	}
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Unshareflags: syscall.CLONE_NEWNS}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}
@@ -65,7 +65,6 @@ func daemon(t *testing.T, dir, name string, ready func() error, args ...string) 
 		if t.Failed() {
 			t.Logf("%s log (tail):\n%s", name, tail(logPath))
 		}
-		unmountUnder(dir)
 		if err := os.RemoveAll(dir); err != nil {
 			t.Errorf("remove %s: %v", dir, err)
 		}
@@ -92,26 +91,6 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
-}
-
-// unmountUnder detaches every mount point under dir, deepest first.
-func unmountUnder(dir string) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			points = append(points, fields[4])
-		}
-	}
-	sort.Sort(sort.Reverse(sort.StringSlice(points)))
-	for _, p := range points {
-		_ = syscall.Unmount(p, syscall.MNT_DETACH)
-	}
 }
 
 // command runs name with args (and env added) and returns its combined
