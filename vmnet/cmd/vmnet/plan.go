@@ -17,11 +17,6 @@ import (
 	"github.com/vmcni/vmcni/vmnet"
 )
 
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
-
 func planCmd(args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
 	resultFile := fs.String("result", "", "CNI result JSON (any supported version)")

@@ -4,41 +4,23 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
-	"time"
 
 	"github.com/vmcni/vmcni/vmnet/launcher"
 )
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
 func runCmd(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	guestDir := envOr("VMCNI_GUEST_DIR", "/var/cache/vmcni/guest")
 	conflist := fs.String("conflist", "", "CNI conflist file (required)")
 	cniPath := fs.String("cni-path", envOr("CNI_PATH", "/opt/cni/bin"), "plugin directories, colon separated")
 	nsPath := fs.String("netns", "", "existing netns path (default: a new one, removed at exit)")
 	containerID := fs.String("container-id", "", "container ID (default: vmnet-<random>)")
 	ifName := fs.String("ifname", "eth0", "CNI_IFNAME")
-	kernel := fs.String("kernel", filepath.Join(guestDir, "vmlinux"), "guest kernel")
-	initrd := fs.String("initrd", filepath.Join(guestDir, "initramfs.cpio.gz"), "guest initramfs")
-	machine := fs.String("machine", "microvm", "QEMU machine: microvm or pc")
-	accel := fs.String("accel", "auto", "auto, kvm or tcg")
-	memory := fs.Int("memory", 256, "guest memory in MiB")
-	timeout := fs.Duration("boot-timeout", 60*time.Second, "boot timeout (one retry)")
-	console := fs.Bool("console", false, "echo the guest console")
-	cmdline := fs.String("cmdline", "", "extra guest kernel parameters")
-	verbose := fs.Bool("v", false, "log progress to stderr")
+	vm := addVMFlags(fs)
 	probe := fs.Bool("probe-gateway", false, "have the guest ping its gateway and report")
 	probeTCP := fs.String("probe-tcp", "", "have the guest fetch http://HOST:PORT/ and report")
 	if err := fs.Parse(args); err != nil {
@@ -53,15 +35,11 @@ func runCmd(args []string) error {
 	}
 	opts := launcher.Options{
 		Conflist: data, CNIPath: filepath.SplitList(*cniPath), Netns: *nsPath,
-		ContainerID: *containerID, IfName: *ifName, Kernel: *kernel, Initrd: *initrd,
-		Machine: *machine, Accel: *accel, MemoryMiB: *memory, BootTimeout: *timeout,
-		ExtraCmdline: *cmdline, ProbeGateway: *probe, ProbeTCP: *probeTCP,
+		ContainerID: *containerID, IfName: *ifName, ProbeGateway: *probe, ProbeTCP: *probeTCP,
 	}
-	if *console {
+	vm.apply(&opts)
+	if *vm.console {
 		opts.Console = os.Stderr
-	}
-	if *verbose {
-		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
