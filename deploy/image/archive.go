@@ -70,9 +70,9 @@ func dockerManifest(ref string, img v1.Image) ([]byte, error) {
 	}
 	d := tarball.Descriptor{Config: blobPath(cfg), RepoTags: []string{ref}}
 	for _, l := range layers {
-		h, err := l.Digest()
-		if err != nil {
-			return nil, fmt.Errorf("layer digest: %w", err)
+		h, derr := l.Digest()
+		if derr != nil {
+			return nil, fmt.Errorf("layer digest: %w", derr)
 		}
 		d.Layers = append(d.Layers, blobPath(h))
 	}
@@ -127,7 +127,7 @@ func packFile(tw *tar.Writer, hdr *tar.Header, p string) error {
 		return err
 	}
 	hdr.Typeflag, hdr.Mode, hdr.Size = tar.TypeReg, 0o644, st.Size()
-	if err := tw.WriteHeader(hdr); err != nil {
+	if err = tw.WriteHeader(hdr); err != nil {
 		return err
 	}
 	_, err = io.Copy(tw, f)

@@ -71,9 +71,10 @@ func (o Options) withDefaults() Options {
 
 // Result says what Install installed.
 type Result struct {
-	BinDir, ConfDir string
-	Binaries        []string // file names installed into BinDir, sorted
-	Conflists       []string // file names installed into ConfDir, sorted
+	BinDir    string   // where the binaries went
+	ConfDir   string   // where the conflists went
+	Binaries  []string // file names installed into BinDir, sorted
+	Conflists []string // file names installed into ConfDir, sorted
 }
 
 // String is the one line the installer prints.
