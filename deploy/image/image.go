@@ -53,12 +53,12 @@ type File struct {
 
 // Spec describes an image.
 type Spec struct {
-	Ref        string // fully qualified reference, e.g. "docker.io/vmcni/vmcni:dev"
-	Files      []File
-	Entrypoint []string
-	Cmd        []string
-	Env        []string
-	WorkingDir string
+	Ref        string   // fully qualified reference, e.g. "docker.io/vmcni/vmcni:dev"
+	Files      []File   // the layer's files, in any order; parent directories are implied
+	Entrypoint []string // the config's Entrypoint
+	Cmd        []string // the config's Cmd (arguments to Entrypoint)
+	Env        []string // the config's Env, "KEY=value"
+	WorkingDir string   // the config's WorkingDir
 }
 
 // platform is the one platform Write builds for.
