@@ -8,6 +8,11 @@
 //     plus every parent directory of them (mode 0755), an OCI image config
 //     (application/vnd.oci.image.config.v1+json) with Spec's Entrypoint,
 //     Cmd, Env and WorkingDir, and an OCI image manifest.
+//   - A File is a regular file with its Mode (permission bits only) and the
+//     content of Source (a regular file on the host, symlinks followed) or
+//     of Data (non-nil; []byte{} is an empty file), or a symlink to Link
+//     (mode 0777, Mode ignored). Paths are absolute, clean and unique, and
+//     no file is another's parent directory.
 //   - Layer entries are sorted by path and owned by 0:0; every timestamp in
 //     the layer, the config and the archive is the Unix epoch. The same
 //     Spec (and the same source file contents) gives the same bytes.
@@ -17,7 +22,7 @@
 //     org.opencontainers.image.ref.name = the tag, so
 //     "ctr -n k8s.io images import" names the image Spec.Ref.
 //   - The same archive carries a docker-archive manifest.json,
-//     [{"Config":"blobs/sha256/<hex>","RepoTags":[Spec.Ref],"Layers":["blobs/sha256/<hex>"]}],
+//     [{"Config":"blobs/sha256/<hex>","RepoTags":["<Spec.Ref>"],"Layers":["blobs/sha256/<hex>"]}],
 //     pointing at the same blobs, so "docker load" (which reads only
 //     manifest.json, up to Docker 24) tags the image Spec.Ref too.
 //   - Spec.Ref is a fully qualified tag, registry/repository:tag, in the
