@@ -67,33 +67,16 @@ func TestGuestOnEveryMode(t *testing.T) {
 	port := serveHost(t)
 	for i, mode := range []string{"tcfilter", "bridge", "macvtap"} {
 		t.Run(mode, func(t *testing.T) {
-			dir := t.TempDir()
-			bridge := testutil.UniqueName("vmctvm")
-			t.Cleanup(func() { _ = link.DeleteByName(bridge) })
-			subnet := fmt.Sprintf("10.199.%d.0/24", 10+i)
-			gateway := fmt.Sprintf("10.199.%d.1", 10+i)
-			conf, _ := json.Marshal(map[string]any{
-				"cniVersion": "1.1.0", "name": "vmct-e2e-" + mode,
-				"plugins": []map[string]any{{
-					"type": "vm-bridge", "mode": mode, "bridge": bridge, "isGateway": true,
-					"stateDir": filepath.Join(dir, "state"),
-					"ipam": map[string]any{
-						"type": "host-local", "dataDir": filepath.Join(dir, "ipam"),
-						"ranges": [][]map[string]string{{{"subnet": subnet}}},
-						"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
-					},
-				}},
-			})
-			dirs := []string{filepath.Join(dir, "state"), filepath.Join(dir, "ipam")}
-			before := testutil.TakeSnapshot(t, dirs, bridge)
+			n := newVMBridgeNet(t, mode, 10+i)
+			before := testutil.TakeSnapshot(t, n.dirs, n.bridge)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 			defer cancel()
 			var console strings.Builder
 			s, err := launcher.Start(ctx, launcher.Options{
-				Conflist: conf, CNIPath: []string{bin}, Kernel: kernel, Initrd: initrd,
+				Conflist: n.conf, CNIPath: []string{bin}, Kernel: kernel, Initrd: initrd,
 				Accel: "auto", BootTimeout: 60 * time.Second, Console: &console,
-				ProbeGateway: true, ProbeTCP: fmt.Sprintf("%s:%d", gateway, port),
+				ProbeGateway: true, ProbeTCP: fmt.Sprintf("%s:%d", n.gateway, port),
 			})
 			if err != nil {
 				t.Fatalf("start: %v\nconsole:\n%s", err, console.String())
@@ -124,9 +107,43 @@ func TestGuestOnEveryMode(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatalf("close: %v", err)
 			}
-			testutil.AssertSameHost(t, before, dirs, bridge)
+			testutil.AssertSameHost(t, before, n.dirs, n.bridge)
 		})
 	}
+}
+
+// vmBridgeNet is a vm-bridge network of one mode on its own bridge (the
+// host is its gateway), with its state and IPAM in a test directory.
+type vmBridgeNet struct {
+	conf            []byte
+	dirs            []string // state and IPAM directories
+	bridge, gateway string
+}
+
+// newVMBridgeNet returns the network of mode on subnet 10.199.<subnet>.0/24;
+// the bridge is removed when the test ends.
+func newVMBridgeNet(t *testing.T, mode string, subnet int) vmBridgeNet {
+	t.Helper()
+	dir := t.TempDir()
+	n := vmBridgeNet{
+		bridge:  testutil.UniqueName("vmctvm"),
+		gateway: fmt.Sprintf("10.199.%d.1", subnet),
+		dirs:    []string{filepath.Join(dir, "state"), filepath.Join(dir, "ipam")},
+	}
+	t.Cleanup(func() { _ = link.DeleteByName(n.bridge) })
+	n.conf, _ = json.Marshal(map[string]any{
+		"cniVersion": "1.1.0", "name": "vmct-e2e-" + mode,
+		"plugins": []map[string]any{{
+			"type": "vm-bridge", "mode": mode, "bridge": n.bridge, "isGateway": true,
+			"stateDir": n.dirs[0],
+			"ipam": map[string]any{
+				"type": "host-local", "dataDir": n.dirs[1],
+				"ranges": [][]map[string]string{{{"subnet": fmt.Sprintf("10.199.%d.0/24", subnet)}}},
+				"routes": []map[string]string{{"dst": "0.0.0.0/0"}},
+			},
+		}},
+	})
+	return n
 }
 
 func assertHTTP(t *testing.T, url, want string) {

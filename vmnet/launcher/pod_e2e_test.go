@@ -1,0 +1,349 @@
+package launcher_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vmcni/vmcni/pkg/hostsnap"
+	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/vmnet"
+	"github.com/vmcni/vmcni/vmnet/launcher"
+)
+
+var (
+	vmnetOnce sync.Once
+	vmnetBin  string
+	vmnetErr  error
+)
+
+// vmnetBinary builds the vmnet command as the pod image ships it (static,
+// CGO_ENABLED=0), once per test process, next to the plugin binaries
+// (removed by testutil.Main).
+func vmnetBinary(t *testing.T) string {
+	t.Helper()
+	dir := testutil.Binaries(t)
+	vmnetOnce.Do(func() {
+		vmnetBin = filepath.Join(dir, "vmnet")
+		cmd := exec.Command("go", "build", "-o", vmnetBin, "./vmnet/cmd/vmnet")
+		cmd.Dir = testutil.ModuleRoot(t)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			vmnetErr = fmt.Errorf("go build vmnet: %w\n%s", err, out)
+		}
+	})
+	if vmnetErr != nil {
+		t.Fatal(vmnetErr)
+	}
+	return vmnetBin
+}
+
+// TestPodOnEveryMode is `vmnet pod` as the container of a VM pod: vm-bridge
+// ADD through libcni into a netns (the kubelet's and Multus's part), then
+// the built binary run inside that netns by `ip netns exec` (which, like a
+// container runtime, also gives it the netns's own /sys). It checks the
+// plan line, the READY marker with the attachment's IP and MAC, ping from
+// the host, the guest's probes of the gateway, and that SIGTERM stops QEMU
+// and exits 0. vmnet pod must leave the pod netns exactly as it found it;
+// after DEL, vm-bridge's state and IPAM directories are as before. (The
+// whole host is not compared: this runs while other tests on the machine
+// add and remove links and vmcni nftables rules; TestGuestOnEveryMode
+// covers vm-bridge's host side.)
+func TestPodOnEveryMode(t *testing.T) {
+	testutil.RequiresRoot(t)
+	kernel, initrd := guestImage(t)
+	bin := vmnetBinary(t)
+	port := serveHost(t)
+	for i, tc := range []struct{ mode, kind string }{{"tcfilter", "tap"}, {"macvtap", "macvtap"}, {"bridge", "tap"}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			n := newVMBridgeNet(t, tc.mode, 20+i)
+			dirsBefore := dirSnapshot(t, n.dirs)
+			ns := testutil.NewNS(t)
+			cni := testutil.NewCNI(t, testutil.Binaries(t), n.conf)
+			rt := testutil.Runtime("vmct-pod-"+tc.mode, ns.Path, "net1")
+			res, err := cni.Add(rt)
+			if err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			t.Cleanup(func() { _ = cni.Del(rt) })
+			pseudo, guestIP := pseudoInterface(t, res, rt.ContainerID)
+			podBefore := netnsSnapshot(t, ns.Path)
+
+			tcpTarget := fmt.Sprintf("%s:%d", n.gateway, port)
+			pod := startPod(t, "ip", "netns", "exec", ns.Name, bin, "pod", "--kernel", kernel, "--initrd", initrd,
+				"--hostname", "vmct-pod", "--probe", n.gateway, "--probe-tcp", tcpTarget, "--probe-wait", "20s")
+
+			plan := pod.waitFor(t, "VMNET-PLAN ", 30*time.Second)
+			var summary struct{ NICs []vmnet.NICSummary }
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(plan, "VMNET-PLAN ")), &summary); err != nil {
+				t.Fatalf("plan line %q: %v", plan, err)
+			}
+			if len(summary.NICs) != 1 || string(summary.NICs[0].Kind) != tc.kind || summary.NICs[0].MAC != pseudo.Mac ||
+				summary.NICs[0].IfName != "net1" || len(summary.NICs[0].IPs) != 1 || !strings.HasPrefix(summary.NICs[0].IPs[0], guestIP+"/") {
+				t.Fatalf("plan %+v, want one %s with mac %s and ip %s on net1", summary.NICs, tc.kind, pseudo.Mac, guestIP)
+			}
+			ready := pod.waitFor(t, "VMCNI-GUEST-READY ", 150*time.Second)
+			if !strings.Contains(ready, " ip="+guestIP+"/") || !strings.Contains(ready, " mac="+pseudo.Mac+" ") {
+				t.Fatalf("READY %q, want ip %s and mac %s", ready, guestIP, pseudo.Mac)
+			}
+			booted := pod.waitFor(t, "VMNET-BOOTED ", 10*time.Second)
+			t.Logf("%s: %s", tc.mode, booted)
+
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			rtt, err := launcher.Ping(ctx, net.ParseIP(guestIP))
+			cancel()
+			if err != nil {
+				t.Fatalf("host → guest ping: %v", err)
+			}
+			t.Logf("host → guest ping %v", rtt)
+			pod.waitFor(t, "VMCNI-PROBE-OK "+n.gateway, 60*time.Second)
+			pod.waitFor(t, "VMCNI-PROBETCP-OK "+tcpTarget, 60*time.Second)
+
+			qemu := pod.child(t)
+			if err := pod.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := pod.wait(15 * time.Second); err != nil {
+				t.Fatalf("vmnet pod after SIGTERM: %v\n%s", err, pod.output())
+			}
+			pod.waitFor(t, "VMNET-STOPPED reason=signal", time.Second)
+			if err := syscall.Kill(qemu, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Fatalf("QEMU (pid %d) still there after vmnet pod exited: %v", qemu, err)
+			}
+			if diff := hostsnap.Diff(podBefore, netnsSnapshot(t, ns.Path)); len(diff) > 0 {
+				t.Fatalf("vmnet pod changed the pod netns:\n%s", strings.Join(diff, "\n"))
+			}
+			if err := cni.Del(rt); err != nil {
+				t.Fatalf("DEL: %v", err)
+			}
+			if diff := hostsnap.Diff(dirsBefore, dirSnapshot(t, n.dirs)); len(diff) > 0 {
+				t.Fatalf("state or IPAM left after DEL:\n%s", strings.Join(diff, "\n"))
+			}
+		})
+	}
+}
+
+// TestPodWithoutDevice: a netns without a vmcni device fails after --wait,
+// saying what is missing, and boots nothing.
+func TestPodWithoutDevice(t *testing.T) {
+	testutil.RequiresRoot(t)
+	bin := vmnetBinary(t)
+	ns := testutil.NewNS(t)
+	status := filepath.Join(t.TempDir(), "network-status")
+	out, err := exec.Command("ip", "netns", "exec", ns.Name, bin, "pod", "--wait", "2s", "--network-status", status).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("vmnet pod in an empty netns: %v\n%s", err, out)
+	}
+	if want := status + " holds no k8s.v1.cni.cncf.io/network-status annotation (waited 2s)"; !strings.Contains(string(out), want) {
+		t.Fatalf("output %q lacks %q", out, want)
+	}
+	if err := os.WriteFile(status, []byte(`[{"name":"k8s-pod-network","interface":"eth0","default":true}]`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = exec.Command("ip", "netns", "exec", ns.Name, bin, "pod", "--wait", "0s", "--network-status", status).CombinedOutput()
+	if want := `no NIC found: no tap or macvtap with a vmcni alias in netns "/proc/self/ns/net" and no vhost-user device-info in ` + status; !strings.Contains(string(out), want) {
+		t.Fatalf("output %q lacks %q", out, want)
+	}
+}
+
+// netnsSnapshot records the links, addresses, qdiscs and routes of the
+// netns at path, but IPv6 link-local addresses and routes: the kernel gives
+// a tap one when its carrier first comes up (QEMU attaching), which is
+// addrconf's doing, not vmnet's.
+func netnsSnapshot(t *testing.T, path string) hostsnap.Snapshot {
+	t.Helper()
+	var s hostsnap.Snapshot
+	err := netns.Do(path, func() (err error) {
+		s, err = hostsnap.Take(hostsnap.Options{})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dropLines(s, func(l string) bool {
+		return strings.HasPrefix(l, "route fe80::/64 ") || strings.HasPrefix(l, "addr ") && strings.Contains(l, " fe80:")
+	})
+}
+
+// dirSnapshot records only what lies under dirs.
+func dirSnapshot(t *testing.T, dirs []string) hostsnap.Snapshot {
+	t.Helper()
+	s, err := hostsnap.Take(hostsnap.Options{Dirs: dirs, SkipLink: func(string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dropLines(s, func(l string) bool { return strings.HasPrefix(l, "nft ") || strings.HasPrefix(l, "route ") })
+}
+
+func dropLines(s hostsnap.Snapshot, drop func(string) bool) hostsnap.Snapshot {
+	var lines []string
+	for _, l := range s.Lines {
+		if !drop(l) {
+			lines = append(lines, l)
+		}
+	}
+	s.Lines = lines
+	return s
+}
+
+// pseudoInterface returns the result's pseudo-interface of containerID and
+// its first IPv4 address.
+func pseudoInterface(t *testing.T, res *current.Result, containerID string) (*current.Interface, string) {
+	t.Helper()
+	for i, iface := range res.Interfaces {
+		if iface.Sandbox != containerID {
+			continue
+		}
+		for _, ip := range res.IPs {
+			if ip.Interface != nil && *ip.Interface == i && ip.Address.IP.To4() != nil {
+				return iface, ip.Address.IP.String()
+			}
+		}
+	}
+	t.Fatalf("no pseudo-interface with an IPv4 address in %+v", res)
+	return nil, ""
+}
+
+// podProcess is a running `vmnet pod` with its stdout and stderr kept as
+// lines.
+type podProcess struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+	err  error // valid after done is closed
+
+	mu    sync.Mutex // guards lines and wake
+	lines []string
+	wake  chan struct{} // closed and replaced on every new line
+}
+
+func startPod(t *testing.T, name string, args ...string) *podProcess {
+	t.Helper()
+	p := &podProcess{cmd: exec.Command(name, args...), done: make(chan struct{}), wake: make(chan struct{})}
+	r, w := io.Pipe()
+	p.cmd.Stdout, p.cmd.Stderr = w, w
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go p.read(r)
+	go func() {
+		p.err = p.cmd.Wait()
+		_ = w.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if t.Failed() {
+			t.Logf("vmnet pod output:\n%s", p.output())
+		}
+	})
+	return p
+}
+
+func (p *podProcess) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		p.mu.Lock()
+		p.lines = append(p.lines, sc.Text())
+		close(p.wake)
+		p.wake = make(chan struct{})
+		p.mu.Unlock()
+	}
+}
+
+// waitFor returns the first line starting with prefix, failing the test
+// after timeout or when the process exits without it.
+func (p *podProcess) waitFor(t *testing.T, prefix string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if strings.HasPrefix(l, prefix) {
+				p.mu.Unlock()
+				return l
+			}
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-p.done:
+			// the last lines may still be on their way
+			time.Sleep(100 * time.Millisecond)
+			if l := p.find(prefix); l != "" {
+				return l
+			}
+			t.Fatalf("vmnet pod exited (%v) before %q:\n%s", p.err, prefix, p.output())
+		case <-deadline:
+			t.Fatalf("no %q after %s:\n%s", prefix, timeout, p.output())
+		}
+	}
+}
+
+func (p *podProcess) find(prefix string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+func (p *podProcess) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+// wait waits for the process to exit and returns its exit error.
+func (p *podProcess) wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		return fmt.Errorf("still running after %s", timeout)
+	}
+}
+
+// child returns the pid of the process's QEMU child.
+func (p *podProcess) child(t *testing.T) int {
+	t.Helper()
+	pid := p.cmd.Process.Pid
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var children []string // listed per thread
+	for _, task := range tasks {
+		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
+		children = append(children, strings.Fields(string(data))...)
+	}
+	for _, c := range children {
+		cpid, _ := strconv.Atoi(c)
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", cpid)); strings.HasPrefix(string(comm), "qemu") {
+			return cpid
+		}
+	}
+	t.Fatalf("vmnet pod (pid %d) has no QEMU child (children %v)", pid, children)
+	return 0
+}
