@@ -19,8 +19,10 @@ import (
 	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
 
 	"github.com/vmcni/vmcni/pkg/hostsnap"
+	"github.com/vmcni/vmcni/pkg/link"
 	"github.com/vmcni/vmcni/pkg/netns"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/vmnet"
@@ -161,6 +163,114 @@ func TestPodWithoutDevice(t *testing.T) {
 	if want := `no NIC found: no tap or macvtap with a vmcni alias in netns "/proc/self/ns/net" and no vhost-user device-info in ` + status; !strings.Contains(string(out), want) {
 		t.Fatalf("output %q lacks %q", out, want)
 	}
+}
+
+// TestPodVhostUser is `vmnet pod` on a vhost-user device it learns only
+// from a network-status file, as Multus writes it for vm-vhostuser with
+// ovs-dpdk: device-info mode "server", so QEMU listens on the socket. The
+// switch is DPDK testpmd (vhost-user client, reconnecting until QEMU
+// listens) forwarding to a host tap that is the guest's gateway. vmnet pod
+// runs in a netns of its own, which holds no vmcni device.
+func TestPodVhostUser(t *testing.T) {
+	testutil.RequiresRoot(t)
+	if _, err := exec.LookPath("dpdk-testpmd"); err != nil {
+		t.Skip("skipped: dpdk-testpmd missing; install dpdk-dev (make deps)")
+	}
+	kernel, initrd := guestImage(t)
+	bin := vmnetBinary(t)
+	sockDir, err := os.MkdirTemp("/tmp", "vmct-vhu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "sock")
+	tapName := startTestpmd(t, sock)
+	l, err := link.ByName(tapName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, _ := netlink.ParseIPNet("10.196.0.1/24")
+	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: gw}); err != nil {
+		t.Fatal(err)
+	}
+	if err := link.SetUp(l); err != nil {
+		t.Fatal(err)
+	}
+
+	const guestIP, mac = "10.196.0.10", "0a:58:0a:c4:00:0a"
+	status := filepath.Join(t.TempDir(), "network-status")
+	annotation := fmt.Sprintf(`[{"name":"k8s-pod-network","interface":"eth0","ips":["10.244.0.9"],"mac":"be:5b:2e:0c:53:1a","default":true,"dns":{}},
+{"name":"default/vm-vhostuser","interface":"sock","ips":[%q],"mac":%q,"dns":{},"gateway":["10.196.0.1"],
+ "device-info":{"type":"vhost-user","version":"1.1.0","vhost-user":{"mode":"server","path":%q}}}]`, guestIP, mac, sock)
+	if err := os.WriteFile(status, []byte(annotation), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ns := testutil.NewNS(t)
+	pod := startPod(t, "ip", "netns", "exec", ns.Name, bin, "pod", "--kernel", kernel, "--initrd", initrd,
+		"--network-status", status, "--probe", "10.196.0.1", "--probe-wait", "30s", "--boot-timeout", "90s")
+	plan := pod.waitFor(t, "VMNET-PLAN ", 30*time.Second)
+	if !strings.Contains(plan, `"kind":"vhost-user"`) || !strings.Contains(plan, `"where":"`+sock+` (server)"`) {
+		t.Fatalf("plan %q, want one vhost-user NIC with QEMU the server of %s", plan, sock)
+	}
+	ready := pod.waitFor(t, "VMCNI-GUEST-READY ", 200*time.Second)
+	if !strings.Contains(ready, " ip="+guestIP+"/24 ") || !strings.Contains(ready, " mac="+mac+" ") {
+		t.Fatalf("READY %q, want ip %s/24 and mac %s", ready, guestIP, mac)
+	}
+	t.Logf("vhost-user: %s", pod.waitFor(t, "VMNET-BOOTED ", 10*time.Second))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	rtt, err := launcher.Ping(ctx, net.ParseIP(guestIP))
+	cancel()
+	if err != nil {
+		t.Fatalf("host → guest ping through testpmd: %v", err)
+	}
+	t.Logf("host → guest ping %v", rtt)
+	pod.waitFor(t, "VMCNI-PROBE-OK 10.196.0.1", 60*time.Second)
+	qemu := pod.child(t)
+	if err := pod.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := pod.wait(15 * time.Second); err != nil {
+		t.Fatalf("vmnet pod after SIGTERM: %v", err)
+	}
+	if err := syscall.Kill(qemu, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("QEMU (pid %d) still there after vmnet pod exited: %v", qemu, err)
+	}
+}
+
+// startTestpmd runs DPDK testpmd as the vhost-user client of sock (it
+// reconnects until the socket is there), forwarding to a new host tap whose
+// name it returns. testpmd is stopped when the test ends.
+func startTestpmd(t *testing.T, sock string) string {
+	t.Helper()
+	tapName, prefix := testutil.UniqueName("vmcttp"), testutil.UniqueName("vmct")
+	var cmd *exec.Cmd
+	stop := func() {
+		if cmd != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+		_ = os.RemoveAll("/var/run/dpdk/" + prefix)
+	}
+	t.Cleanup(stop)
+	// DPDK's EAL init occasionally fails on a loaded machine: retry.
+	for attempt := 0; attempt < 3; attempt++ {
+		stop()
+		cmd = exec.Command("dpdk-testpmd", "-l", "0-1", "--no-huge", "-m", "512", "--no-pci",
+			"--file-prefix", prefix, "--vdev", "net_vhost0,iface="+sock+",client=1",
+			"--vdev", "net_tap0,iface="+tapName, "--", "--forward-mode=io", "--auto-start",
+			"--stats-period", "5", "--total-num-mbufs=8192")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 100; i++ {
+			if _, err := link.ByName(tapName); err == nil {
+				return tapName
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Fatalf("testpmd made no tap %q", tapName)
+	return ""
 }
 
 // netnsSnapshot records the links, addresses, qdiscs and routes of the
