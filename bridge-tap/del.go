@@ -11,14 +11,15 @@ import (
 
 // Del implements CNI DEL. It is idempotent: without a record (no ADD, or a
 // second DEL) it removes whatever links the names of this attachment still
-// point at; a vanished netns took its links with it.
+// point at; a vanished netns took its links with it. DEL of a configuration
+// ADD refuses succeeds when there is no record (plugin.RefusedDel).
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	conf, err := ParseConfig(args.StdinData, args.Args)
 	if err != nil {
 		return err
 	}
 	if err = conf.Validate(); err != nil {
-		return err
+		return plugin.RefusedDel(conf.StateDir, args.ContainerID, args.IfName, err)
 	}
 	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
 		return err

@@ -154,6 +154,40 @@ func TestDelWithoutAdd(t *testing.T) {
 	}
 }
 
+// TestDelOfRefusedConfig: ADD refuses an invalid config before it does
+// anything, so DEL of it succeeds (a runtime retries a failing DEL for
+// ever: the pod would hang in Terminating); once an ADD with a valid config
+// left a record, DEL with the network edited to an invalid one fails (code
+// 7) and keeps the record, and DEL with the valid config cleans up.
+func TestDelOfRefusedConfig(t *testing.T) {
+	e := newEnv(t)
+	ns := testutil.NewNS(t)
+	bad := e.cni("1.1.0", e.vmBridge("teleport", nil))
+	rt := testutil.Runtime(testutil.UniqueName("c"), ns.Path, "eth0")
+	if _, err := bad.Add(rt); !testutil.ExpectCode(t, "ADD", err, 7) {
+		return
+	}
+	if err := bad.Del(rt); err != nil {
+		t.Fatalf("DEL of a refused ADD: %v", err)
+	}
+	e.assertClean()
+
+	good := e.cni("1.1.0", e.vmBridge(bridgetap.ModeTCFilter, nil))
+	if _, err := good.Add(rt); err != nil {
+		t.Fatal(err)
+	}
+	if err := bad.Del(rt); !testutil.ExpectCode(t, "DEL with a record", err, 7) {
+		return
+	}
+	if !testutil.FileExists(hint.Path(e.stateDir, rt.ContainerID, "eth0")) {
+		t.Fatal("a refused DEL removed the hint")
+	}
+	if err := good.Del(rt); err != nil {
+		t.Fatal(err)
+	}
+	e.assertClean()
+}
+
 // TestDelAfterNetnsGone: the runtime removed the netns before DEL.
 func TestDelAfterNetnsGone(t *testing.T) {
 	for _, mode := range modes {

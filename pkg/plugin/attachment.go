@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"log/slog"
+	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -55,4 +56,22 @@ func ValidateArgs(containerID, ifName string) error {
 		return cnierr.Env("CNI_IFNAME: %w", err)
 	}
 	return nil
+}
+
+// RefusedDel answers DEL for a configuration that ADD refuses (verr, from
+// Validate). Such an ADD returns before it writes its record or changes
+// anything, so when stateDir holds no record of the attachment there is
+// nothing to undo and DEL succeeds: a runtime retries a failing DEL for
+// ever, and the pod never goes away. A record means an earlier ADD
+// succeeded with another configuration (the network was edited since);
+// its teardown needs a valid configuration, so verr stands.
+func RefusedDel(stateDir, containerID, ifName string, verr error) error {
+	if !filepath.IsAbs(stateDir) || hint.ValidateKey(containerID, ifName) != nil {
+		return nil // ADD refuses these before any record
+	}
+	rec, err := store.New(stateDir).Get(containerID, ifName)
+	if err == nil && rec == nil {
+		return nil
+	}
+	return verr
 }
