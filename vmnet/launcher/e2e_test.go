@@ -88,13 +88,7 @@ func TestGuestOnEveryMode(t *testing.T) {
 				t.Fatalf("guest did not take its address from the hint: %q", s.Ready)
 			}
 
-			pingCtx, pingCancel := context.WithTimeout(ctx, 20*time.Second)
-			rtt, err := launcher.Ping(pingCtx, guestIP)
-			pingCancel()
-			if err != nil {
-				t.Fatalf("host → guest ping: %v", err)
-			}
-			t.Logf("host → guest ping %v", rtt)
+			pingGuest(t, guestIP, 20*time.Second)
 			assertHTTP(t, fmt.Sprintf("http://%s:8080/", guestIP), "vmcni-guest-ok")
 			assertEcho(t, fmt.Sprintf("%s:7777", guestIP))
 			for _, marker := range []string{"VMCNI-PROBE-OK", "VMCNI-PROBETCP-OK"} {
@@ -144,6 +138,18 @@ func newVMBridgeNet(t *testing.T, mode string, subnet int) vmBridgeNet {
 		}},
 	})
 	return n
+}
+
+// pingGuest fails t unless ip answers the host's ping within timeout.
+func pingGuest(t *testing.T, ip net.IP, timeout time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	rtt, err := launcher.Ping(ctx, ip)
+	if err != nil {
+		t.Fatalf("host → guest ping: %v", err)
+	}
+	t.Logf("host → guest ping %v", rtt)
 }
 
 func assertHTTP(t *testing.T, url, want string) {

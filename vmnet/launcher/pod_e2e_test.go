@@ -2,7 +2,6 @@ package launcher_test
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +25,6 @@ import (
 	"github.com/vmcni/vmcni/pkg/netns"
 	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/vmnet"
-	"github.com/vmcni/vmcni/vmnet/launcher"
 )
 
 var (
@@ -107,27 +105,11 @@ func TestPodOnEveryMode(t *testing.T) {
 			booted := pod.waitFor(t, "VMNET-BOOTED ", 10*time.Second)
 			t.Logf("%s: %s", tc.mode, booted)
 
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			rtt, err := launcher.Ping(ctx, net.ParseIP(guestIP))
-			cancel()
-			if err != nil {
-				t.Fatalf("host → guest ping: %v", err)
-			}
-			t.Logf("host → guest ping %v", rtt)
+			pingGuest(t, net.ParseIP(guestIP), 20*time.Second)
 			pod.waitFor(t, "VMCNI-PROBE-OK "+n.gateway, 60*time.Second)
 			pod.waitFor(t, "VMCNI-PROBETCP-OK "+tcpTarget, 60*time.Second)
 
-			qemu := pod.child(t)
-			if err := pod.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			if err := pod.wait(15 * time.Second); err != nil {
-				t.Fatalf("vmnet pod after SIGTERM: %v\n%s", err, pod.output())
-			}
-			pod.waitFor(t, "VMNET-STOPPED reason=signal", time.Second)
-			if err := syscall.Kill(qemu, 0); !errors.Is(err, syscall.ESRCH) {
-				t.Fatalf("QEMU (pid %d) still there after vmnet pod exited: %v", qemu, err)
-			}
+			pod.terminate(t)
 			if diff := hostsnap.Diff(podBefore, netnsSnapshot(t, ns.Path)); len(diff) > 0 {
 				t.Fatalf("vmnet pod changed the pod netns:\n%s", strings.Join(diff, "\n"))
 			}
@@ -217,24 +199,9 @@ func TestPodVhostUser(t *testing.T) {
 		t.Fatalf("READY %q, want ip %s/24 and mac %s", ready, guestIP, mac)
 	}
 	t.Logf("vhost-user: %s", pod.waitFor(t, "VMNET-BOOTED ", 10*time.Second))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	rtt, err := launcher.Ping(ctx, net.ParseIP(guestIP))
-	cancel()
-	if err != nil {
-		t.Fatalf("host → guest ping through testpmd: %v", err)
-	}
-	t.Logf("host → guest ping %v", rtt)
+	pingGuest(t, net.ParseIP(guestIP), 30*time.Second)
 	pod.waitFor(t, "VMCNI-PROBE-OK 10.196.0.1", 60*time.Second)
-	qemu := pod.child(t)
-	if err := pod.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if err := pod.wait(15 * time.Second); err != nil {
-		t.Fatalf("vmnet pod after SIGTERM: %v", err)
-	}
-	if err := syscall.Kill(qemu, 0); !errors.Is(err, syscall.ESRCH) {
-		t.Fatalf("QEMU (pid %d) still there after vmnet pod exited: %v", qemu, err)
-	}
+	pod.terminate(t)
 }
 
 // startTestpmd runs DPDK testpmd as the vhost-user client of sock (it
@@ -425,13 +392,25 @@ func (p *podProcess) output() string {
 	return strings.Join(p.lines, "\n")
 }
 
-// wait waits for the process to exit and returns its exit error.
-func (p *podProcess) wait(timeout time.Duration) error {
+// terminate sends SIGTERM as the kubelet does to stop a pod, and checks
+// that vmnet pod says so, exits 0 within 15 s and leaves no QEMU behind.
+func (p *podProcess) terminate(t *testing.T) {
+	t.Helper()
+	qemu := p.child(t)
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	select {
 	case <-p.done:
-		return p.err
-	case <-time.After(timeout):
-		return fmt.Errorf("still running after %s", timeout)
+	case <-time.After(15 * time.Second):
+		t.Fatal("vmnet pod still running 15 s after SIGTERM")
+	}
+	if p.err != nil {
+		t.Fatalf("vmnet pod after SIGTERM: %v", p.err)
+	}
+	p.waitFor(t, "VMNET-STOPPED reason=signal", time.Second)
+	if err := syscall.Kill(qemu, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("QEMU (pid %d) still there after vmnet pod exited: %v", qemu, err)
 	}
 }
 
