@@ -209,15 +209,24 @@ func (c *Cluster) start(ctx context.Context, o Options, multus, plugins string) 
 	if err := c.startKubelet(); err != nil {
 		return err
 	}
+	healthz, err := freePort()
+	if err != nil {
+		return err
+	}
+	metrics, err := freePort()
+	if err != nil {
+		return err
+	}
 	if err := c.run("kube-proxy", nil, filepath.Join(c.Bin, "kube-proxy"),
 		"--kubeconfig", c.Kubeconfig, "--hostname-override", NodeName, "--cluster-cidr", PodCIDR,
 		"--proxy-mode", "iptables", "--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
-		"--oom-score-adj=0", "--metrics-bind-address", "127.0.0.1:0", "--healthz-bind-address", "127.0.0.1:0"); err != nil {
+		"--oom-score-adj=0", "--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metrics),
+		"--healthz-bind-address", fmt.Sprintf("127.0.0.1:%d", healthz)); err != nil {
 		return err
 	}
-	if _, err := c.Kubectl("wait", "--for=condition=Ready", "node/"+NodeName, "--timeout=90s"); err != nil {
-		return fmt.Errorf("node not Ready: %w", err)
+	if err := c.waitNodeReady(ctx); err != nil {
+		return err
 	}
 	crd, err := nadCRD()
 	if err != nil {
@@ -232,6 +241,23 @@ func (c *Cluster) start(ctx context.Context, o Options, multus, plugins string) 
 	return c.waitFor(ctx, "default service account", 60*time.Second, func() error {
 		_, err := c.Kubectl("get", "serviceaccount", "default", "-n", "default")
 		return err
+	})
+}
+
+// waitNodeReady waits for the node to register and report Ready.
+func (c *Cluster) waitNodeReady(ctx context.Context) error {
+	return c.waitFor(ctx, "node Ready", 90*time.Second, func() error {
+		if p := c.procs["kubelet"]; !p.running() {
+			return fmt.Errorf("%w: kubelet exited:\n%s", errStop, p.logTail(3000))
+		}
+		out, err := c.Kubectl("get", "node", NodeName, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+		if err != nil {
+			return err
+		}
+		if out != "True" {
+			return fmt.Errorf("node Ready=%q", out)
+		}
+		return nil
 	})
 }
 
@@ -398,11 +424,10 @@ func (c *Cluster) stop() {
 	for i := len(c.order) - 1; i >= 0; i-- {
 		c.procs[c.order[i]].stop(20 * time.Second)
 	}
-	if c.ContainerdSock != "" {
-		for i := 0; i < 5 && killMatching(c.Dir) > 0; i++ {
-			time.Sleep(300 * time.Millisecond)
-		}
+	for i := 0; i < 5 && killMatching(c.Dir) > 0; i++ { // shims
+		time.Sleep(300 * time.Millisecond)
 	}
+	killPods()
 	if c.Bin != "" {
 		_ = exec.Command(filepath.Join(c.Bin, "kube-proxy"), "--cleanup").Run()
 	}

@@ -158,11 +158,12 @@ maxPods: 60
 	}
 	return c.run("kubelet", nil, filepath.Join(c.Bin, "kubelet"),
 		"--config", path, "--kubeconfig", c.Kubeconfig, "--root-dir", KubeletDir,
-		"--hostname-override", NodeName, "--node-ip", c.NodeIP.String(), "--v", "2")
+		"--hostname-override", NodeName, "--node-ip", c.NodeIP.String(), "--pod-infra-container-image", PauseImage, "--v", "2")
 }
 
 // RestartKubelet stops the kubelet and starts it again with the same
-// configuration, as a node upgrade or a crash does; pods keep running.
+// configuration, as a node upgrade or a crash does (pods keep running), and
+// waits for the node to be Ready again.
 func (c *Cluster) RestartKubelet() error {
 	p := c.procs["kubelet"]
 	p.stop(20 * time.Second)
@@ -171,5 +172,5 @@ func (c *Cluster) RestartKubelet() error {
 		return err
 	}
 	c.procs["kubelet"] = np
-	return nil
+	return c.waitNodeReady(context.Background())
 }

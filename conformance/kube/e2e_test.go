@@ -57,6 +57,9 @@ type env struct {
 	root string
 }
 
+// in returns the env for subtest t.
+func (e *env) in(t *testing.T) *env { return &env{t: t, c: e.c, root: e.root} }
+
 func (e *env) testDaemonSet(t *testing.T) {
 	c := e.c
 	start := time.Now()
@@ -207,7 +210,7 @@ func (e *env) deletePods(names ...string) {
 // and checks net1, the VM device and the hint file; a pod on the NAD with
 // no spec.config gets the DaemonSet's conflist.
 func (e *env) testPodsOnEveryMode(t *testing.T) {
-	e.t = t
+	e = e.in(t)
 	cases := []struct {
 		nad, mode, device string
 	}{
@@ -261,7 +264,7 @@ func (e *env) testPodsOnEveryMode(t *testing.T) {
 // ContainerCreating with vm-bridge's CNI error in its events, and nothing
 // on the node.
 func (e *env) testBadConfig(t *testing.T) {
-	e.t = t
+	e = e.in(t)
 	nad := map[string]any{
 		"apiVersion": "k8s.cni.cncf.io/v1", "kind": "NetworkAttachmentDefinition",
 		"metadata": map[string]any{"name": "vmct-bad", "namespace": "default"},
@@ -293,7 +296,7 @@ func (e *env) testBadConfig(t *testing.T) {
 // qdiscs, leases, vmcni records and hint files, netns.
 func (e *env) podState() []string {
 	e.t.Helper()
-	s, err := kube.NodeState()
+	s, err := kube.PodState()
 	if err != nil {
 		e.t.Fatal(err)
 	}

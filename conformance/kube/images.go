@@ -84,7 +84,7 @@ func BuildImages(moduleRoot, dir, guestDir string) (Images, error) {
 			{Path: "/usr/bin/qemu-system-x86_64", Mode: 0o755, Source: qemu},
 			{Path: "/guest/vmlinux", Mode: 0o644, Source: filepath.Join(guestDir, "vmlinux")},
 			{Path: "/guest/initramfs.cpio.gz", Mode: 0o644, Source: filepath.Join(guestDir, "initramfs.cpio.gz")},
-			{Path: "/tmp/.keep", Mode: 0o644, Data: []byte{}},
+			{Path: "/tmp/.keep", Mode: 0o644, Data: []byte("the launcher's scratch directory\n")},
 		}}
 	libs, err := sharedLibraries(qemu)
 	if err != nil {

@@ -8,8 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -44,24 +48,66 @@ var (
 	stateDirs = []string{"/var/lib/cni/networks", "/var/lib/cni/vmcni", "/var/lib/cni/results", "/run/vmcni", "/var/run/netns"}
 )
 
-// NodeState is the node as the cluster tests compare it: the host netns's
-// links, addresses, qdiscs and routes, the files under the CNI directories
-// and the plugins' state directories, nftables tables and iptables rules,
-// mounts, cgroups and the guarded sysctls, one sorted line per fact.
-func NodeState() ([]string, error) {
-	snap, err := hostsnap.Take(hostsnap.Options{Dirs: append(append([]string{}, guardedDirs...), stateDirs...)})
+// NodeState is the node as the cluster compares it before and after: the
+// host netns's links, addresses, qdiscs and routes, the files under the
+// CNI directories and the plugins' state directories, nftables tables and
+// iptables rules, mounts, the kubelet's cgroups and the guarded sysctls,
+// one sorted line per fact.
+func NodeState() ([]string, error) { return nodeState(false) }
+
+// PodState is what pods may leave on the node, for comparing before and
+// after pods come and go: NodeState without what the first pod of a
+// network sets up for good (the networks' host bridges, like the reference
+// bridge plugin's, with their addresses and routes; the forwarding
+// sysctls; kube-proxy's and the kubelet's iptables rules; the kubelet's QoS
+// cgroups; vm-bridge's masquerade lock file): links, leases, records,
+// hint files, sockets, netns mounts, pod cgroups and nftables tables remain.
+func PodState() ([]string, error) { return nodeState(true) }
+
+// masqLock is vm-bridge's host-wide lock of its masquerade table, kept
+// like host-local's lock files.
+const masqLock = "/run/vmcni/masq.lock"
+
+// persistentBridge reports whether a link is a network's host bridge.
+func persistentBridge(name string) bool {
+	return name == ClusterBridge || strings.HasPrefix(name, "vmcni")
+}
+
+func nodeState(podsOnly bool) ([]string, error) {
+	opts := hostsnap.Options{Dirs: append(append([]string{}, guardedDirs...), stateDirs...)}
+	if podsOnly {
+		opts.SkipLink = persistentBridge
+	}
+	snap, err := hostsnap.Take(opts)
 	if err != nil {
 		return nil, err
 	}
 	lines := snap.Lines
-	for _, s := range guardedSysctls {
-		if v, err := os.ReadFile(filepath.Join("/proc/sys", s)); err == nil {
-			lines = append(lines, fmt.Sprintf("sysctl %s=%s", s, strings.TrimSpace(string(v))))
+	if !podsOnly {
+		for _, s := range guardedSysctls {
+			if v, err := os.ReadFile(filepath.Join("/proc/sys", s)); err == nil {
+				lines = append(lines, fmt.Sprintf("sysctl %s=%s", s, strings.TrimSpace(string(v))))
+			}
 		}
-	}
-	for _, p := range guardedPaths {
-		if _, err := os.Lstat(p); err == nil {
-			lines = append(lines, "path "+p)
+		for _, p := range guardedPaths {
+			if _, err := os.Lstat(p); err == nil {
+				lines = append(lines, "path "+p)
+			}
+		}
+		for _, save := range []string{"iptables-save", "ip6tables-save"} {
+			out, err := exec.Command(save).Output()
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", save, err)
+			}
+			for _, l := range strings.Split(string(out), "\n") {
+				if l == "" || l[0] == '#' || l == "COMMIT" {
+					continue
+				}
+				if l[0] == ':' { // ":CHAIN POLICY [packets:bytes]"
+					l = strings.Join(strings.Fields(l)[:2], " ")
+				}
+				lines = append(lines, save+" "+l)
+			}
 		}
 	}
 	tables, err := nftTables()
@@ -70,21 +116,6 @@ func NodeState() ([]string, error) {
 	}
 	for _, t := range tables {
 		lines = append(lines, "nft table "+t)
-	}
-	for _, save := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := exec.Command(save).Output()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", save, err)
-		}
-		for _, l := range strings.Split(string(out), "\n") {
-			if l == "" || l[0] == '#' || l == "COMMIT" {
-				continue
-			}
-			if l[0] == ':' { // ":CHAIN POLICY [packets:bytes]"
-				l = strings.Join(strings.Fields(l)[:2], " ")
-			}
-			lines = append(lines, save+" "+l)
-		}
 	}
 	mounts, err := mountPoints("/")
 	if err != nil {
@@ -98,10 +129,40 @@ func NodeState() ([]string, error) {
 		return nil, err
 	}
 	for _, c := range cgroups {
-		lines = append(lines, "cgroup "+c)
+		if !podsOnly || strings.Contains(c, "/pod") {
+			lines = append(lines, "cgroup "+c)
+		}
+	}
+	if podsOnly {
+		lines = slices.DeleteFunc(lines, func(l string) bool { return l == "file "+masqLock })
 	}
 	sort.Strings(lines)
 	return lines, nil
+}
+
+// killPods SIGKILLs every process in the kubelet's cgroups (containers
+// and sandboxes outlive containerd and their shims) until none is left.
+func killPods() {
+	for i := 0; i < 50; i++ {
+		n := 0
+		_ = filepath.WalkDir("/sys/fs/cgroup/pids/kubepods", func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			data, _ := os.ReadFile(p)
+			for _, pid := range strings.Fields(string(data)) {
+				if id, err := strconv.Atoi(pid); err == nil && id > 1 {
+					_ = syscall.Kill(id, syscall.SIGKILL)
+					n++
+				}
+			}
+			return nil
+		})
+		if n == 0 {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func nftTables() ([]string, error) {
