@@ -24,6 +24,13 @@
 //   - a 0.4.0 result has neither mtu, socketPath nor pciID, so only taps
 //     survive the conversion, without MTU.
 //
+// A VM pod on Kubernetes has neither the result nor the hint files: the
+// kubelet and Multus ran CNI. PlanFromNetns scans its netns for the taps
+// and macvtaps vmcni marked with an alias, PlanFromNetworkStatus reads the
+// vhost-user devices of Multus's network-status annotation (as the pod
+// sees it through a downward API file, ParseNetworkStatus), and MergePlans
+// joins the two.
+//
 // # Outputs
 //
 // QEMUArgs, CloudHypervisorArgs and FirecrackerNetworkInterfaces render the

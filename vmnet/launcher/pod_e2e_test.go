@@ -59,8 +59,9 @@ func vmnetBinary(t *testing.T) string {
 // the built binary run inside that netns by `ip netns exec` (which, like a
 // container runtime, also gives it the netns's own /sys). It checks the
 // plan line, the READY marker with the attachment's IP and MAC, ping from
-// the host, the guest's probes of the gateway, and that SIGTERM stops QEMU
-// and exits 0. vmnet pod must leave the pod netns exactly as it found it;
+// the host, the guest's probes of the gateway (and, in tcfilter mode, of a
+// peer that answers only from 3 s after READY on: the probe must retry),
+// and that SIGTERM stops QEMU and exits 0. vmnet pod must leave the pod netns exactly as it found it;
 // after DEL, vm-bridge's state and IPAM directories are as before. (The
 // whole host is not compared: this runs while other tests on the machine
 // add and remove links and vmcni nftables rules; TestGuestOnEveryMode
@@ -86,8 +87,14 @@ func TestPodOnEveryMode(t *testing.T) {
 			podBefore := netnsSnapshot(t, ns.Path)
 
 			tcpTarget := fmt.Sprintf("%s:%d", n.gateway, port)
-			pod := startPod(t, "ip", "netns", "exec", ns.Name, bin, "pod", "--kernel", kernel, "--initrd", initrd,
-				"--hostname", "vmct-pod", "--probe", n.gateway, "--probe-tcp", tcpTarget, "--probe-wait", "20s")
+			args := []string{"netns", "exec", ns.Name, bin, "pod", "--kernel", kernel, "--initrd", initrd,
+				"--hostname", "vmct-pod", "--probe", n.gateway, "--probe-tcp", tcpTarget, "--probe-wait", "25s"}
+			// a peer that comes up only after the guest (a VM still booting)
+			late := fmt.Sprintf("10.199.%d.99", 20+i)
+			if i == 0 {
+				args = append(args, "--probe", late)
+			}
+			pod := startPod(t, "ip", args...)
 
 			plan := pod.waitFor(t, "VMNET-PLAN ", 30*time.Second)
 			var summary struct{ NICs []vmnet.NICSummary }
@@ -104,10 +111,20 @@ func TestPodOnEveryMode(t *testing.T) {
 			}
 			booted := pod.waitFor(t, "VMNET-BOOTED ", 10*time.Second)
 			t.Logf("%s: %s", tc.mode, booted)
+			if i == 0 {
+				time.Sleep(3 * time.Second) // the guest's first echoes to it go unanswered
+				addAddress(t, n.bridge, late+"/32")
+			}
 
 			pingGuest(t, net.ParseIP(guestIP), 20*time.Second)
 			pod.waitFor(t, "VMCNI-PROBE-OK "+n.gateway, 60*time.Second)
 			pod.waitFor(t, "VMCNI-PROBETCP-OK "+tcpTarget, 60*time.Second)
+			if i == 0 {
+				pod.waitFor(t, "VMCNI-PROBE-OK "+late, 60*time.Second)
+				if stats := pod.waitFor(t, "VMCNI-PROBE-STATS "+late+" round ", time.Second); strings.HasPrefix(stats, "VMCNI-PROBE-STATS "+late+" round 1:") {
+					t.Fatalf("the late peer answered in the first round (%q): the test proves no retry", stats)
+				}
+			}
 
 			pod.terminate(t)
 			if diff := hostsnap.Diff(podBefore, netnsSnapshot(t, ns.Path)); len(diff) > 0 {
@@ -167,17 +184,7 @@ func TestPodVhostUser(t *testing.T) {
 	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "sock")
 	tapName := startTestpmd(t, sock)
-	l, err := link.ByName(tapName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gw, _ := netlink.ParseIPNet("10.196.0.1/24")
-	if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: gw}); err != nil {
-		t.Fatal(err)
-	}
-	if err := link.SetUp(l); err != nil {
-		t.Fatal(err)
-	}
+	addAddress(t, tapName, "10.196.0.1/24")
 
 	const guestIP, mac = "10.196.0.10", "0a:58:0a:c4:00:0a"
 	status := filepath.Join(t.TempDir(), "network-status")
@@ -238,6 +245,21 @@ func startTestpmd(t *testing.T, sock string) string {
 	}
 	t.Fatalf("testpmd made no tap %q", tapName)
 	return ""
+}
+
+// addAddress adds cidr to the host link name and sets it up.
+func addAddress(t *testing.T, name, cidr string) {
+	l, err := link.ByName(name)
+	if err == nil {
+		ipnet, _ := netlink.ParseIPNet(cidr)
+		err = netlink.AddrAdd(l, &netlink.Addr{IPNet: ipnet})
+	}
+	if err == nil {
+		err = link.SetUp(l)
+	}
+	if err != nil {
+		t.Errorf("add %s to %q: %v", cidr, name, err)
+	}
 }
 
 // netnsSnapshot records the links, addresses, qdiscs and routes of the
