@@ -35,8 +35,8 @@ type vmFlags struct {
 func addVMFlags(fs *flag.FlagSet) *vmFlags {
 	guestDir := envOr("VMCNI_GUEST_DIR", "/var/cache/vmcni/guest")
 	return &vmFlags{
-		kernel:  fs.String("kernel", filepath.Join(guestDir, "vmlinux"), "guest kernel (default from $VMCNI_GUEST_DIR)"),
-		initrd:  fs.String("initrd", filepath.Join(guestDir, "initramfs.cpio.gz"), "guest initramfs (default from $VMCNI_GUEST_DIR)"),
+		kernel:  fs.String("kernel", filepath.Join(guestDir, "vmlinux"), "guest kernel, from $VMCNI_GUEST_DIR by default"),
+		initrd:  fs.String("initrd", filepath.Join(guestDir, "initramfs.cpio.gz"), "guest initramfs, from $VMCNI_GUEST_DIR by default"),
 		machine: fs.String("machine", "microvm", "QEMU machine: microvm or pc"),
 		accel:   fs.String("accel", "auto", "auto, kvm or tcg"),
 		memory:  fs.Int("memory", 256, "guest memory in MiB"),

@@ -37,7 +37,7 @@ func podCmd(args []string, stdout io.Writer) error {
 	prefix4 := fset.Int("prefix4", 24, "prefix length of the bare IPv4 addresses of --network-status")
 	prefix6 := fset.Int("prefix6", 64, "prefix length of the bare IPv6 addresses of --network-status")
 	defaultHost, _ := os.Hostname()
-	hostname := fset.String("hostname", defaultHost, "guest hostname (default: this container's)")
+	hostname := fset.String("hostname", defaultHost, "guest hostname, this container's by default")
 	var probes, probeTCPs multiFlag
 	fset.Var(&probes, "probe", "an IP the guest pings after boot (repeatable)")
 	fset.Var(&probeTCPs, "probe-tcp", "a HOST:PORT whose http://HOST:PORT/ the guest fetches after boot (repeatable)")
