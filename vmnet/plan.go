@@ -228,7 +228,8 @@ func (n *NIC) location() string {
 // NICSummary is one NIC of a plan in a compact form, for logs and JSON.
 type NICSummary struct {
 	// NIC is the VMM's name of the NIC, net<i>.
-	NIC  string    `json:"nic"`
+	NIC string `json:"nic"`
+	// Kind is the device kind.
 	Kind hint.Kind `json:"kind"`
 	// Device, IfName, MAC, MTU and Queues are the NIC's.
 	Device string `json:"device"`

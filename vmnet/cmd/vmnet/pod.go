@@ -147,17 +147,8 @@ func (src podSources) plan() (p *vmnet.Plan, missing string, err error) {
 	}
 	annotated := true
 	if src.networkStatus != "" {
-		data, err := os.ReadFile(src.networkStatus)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if fromStatus, annotated, err = planNetworkStatus(src.networkStatus, src.opts); err != nil {
 			return nil, "", err
-		}
-		statuses, err := vmnet.ParseNetworkStatus(data)
-		if err != nil {
-			return nil, "", fmt.Errorf("%s: %w", src.networkStatus, err)
-		}
-		annotated = len(statuses) > 0
-		if fromStatus, err = vmnet.PlanFromNetworkStatus(statuses, src.opts); err != nil {
-			return nil, "", fmt.Errorf("%s: %w", src.networkStatus, err)
 		}
 	}
 	if p, err = vmnet.MergePlans(fromNetns, fromStatus); err != nil {
@@ -170,6 +161,23 @@ func (src podSources) plan() (p *vmnet.Plan, missing string, err error) {
 		missing = "no NIC found: " + src.describe()
 	}
 	return p, missing, nil
+}
+
+// planNetworkStatus plans from the network-status file; annotated is false
+// while the file is missing or holds no annotation.
+func planNetworkStatus(file string, opts vmnet.NetworkStatusOptions) (p *vmnet.Plan, annotated bool, err error) {
+	data, err := os.ReadFile(file)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, false, err
+	}
+	statuses, err := vmnet.ParseNetworkStatus(data)
+	if err == nil {
+		p, err = vmnet.PlanFromNetworkStatus(statuses, opts)
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("%s: %w", file, err)
+	}
+	return p, len(statuses) > 0, nil
 }
 
 func (src podSources) describe() string {
