@@ -172,5 +172,9 @@ func (c *Cluster) RestartKubelet() error {
 		return err
 	}
 	c.procs["kubelet"] = np
-	return c.waitNodeReady(context.Background())
+	ctx := context.Background()
+	if err := c.waitHTTP(ctx, "kubelet", "http://127.0.0.1:10248/healthz", false, 60*time.Second); err != nil {
+		return err
+	}
+	return c.waitNodeReady(ctx)
 }

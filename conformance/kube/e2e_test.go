@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +48,9 @@ func TestKubernetes(t *testing.T) {
 	c.MustKubectl("apply", "-f", filepath.Join(root, "deploy", "nad", "vm-bridge.yaml"))
 	baseline := e.podState()
 	t.Run("PodsOnEveryMode", e.testPodsOnEveryMode)
+	t.Run("PodStartTime", e.testPodStartTime)
+	t.Run("VMPods", e.testVMPods)
+	t.Run("KubeletRestart", e.testKubeletRestart)
 	t.Run("BadConfig", e.testBadConfig)
 	e.assertPodState(baseline)
 }
@@ -135,13 +139,20 @@ func (e *env) create(obj map[string]any) {
 	if _, err := e.c.KubectlIn(strings.NewReader(string(data)), "create", "-f", "-"); err != nil {
 		e.t.Fatal(err)
 	}
+	kind := strings.ToLower(obj["kind"].(string))
+	name := obj["metadata"].(map[string]any)["name"].(string)
+	e.t.Cleanup(func() { // after a failure: the next subtest starts clean
+		_, _ = e.c.Kubectl("delete", kind, name, "--ignore-not-found", "--wait=true", "--timeout=120s")
+	})
 }
 
 func (e *env) waitReady(name string, timeout time.Duration) {
 	e.t.Helper()
 	if _, err := e.c.Kubectl("wait", "--for=condition=Ready", "pod/"+name, fmt.Sprintf("--timeout=%ds", int(timeout.Seconds()))); err != nil {
 		events, _ := e.c.Kubectl("get", "events", "--field-selector", "involvedObject.name="+name)
-		e.t.Fatalf("pod %s not Ready: %v\nevents:\n%s", name, err, events)
+		logs, _ := e.c.Kubectl("logs", name, "--all-containers")
+		previous, _ := e.c.Kubectl("logs", name, "--all-containers", "--previous")
+		e.t.Fatalf("pod %s not Ready: %v\nevents:\n%s\nlog:\n%s\nprevious log:\n%s", name, err, events, logs, previous)
 	}
 }
 
@@ -315,4 +326,153 @@ func (e *env) assertPodState(before []string) {
 		}
 	}
 	e.t.Errorf("the pods left the node changed:\n%s", strings.Join(d, "\n"))
+}
+
+// vmPod returns a privileged pod whose container runs vmnet's reference
+// launcher (`vmnet pod`) in the pod's netns, as KubeVirt's virt-launcher
+// does: it boots the test guest on the tap or macvtap the NAD's hint
+// names; net1 belongs to the VM. probes are IPs the guest pings and whose
+// :8080 it fetches once up.
+func vmPod(name, network string, probes ...string) map[string]any {
+	args := []string{"pod", "--hostname", name}
+	for _, ip := range probes {
+		args = append(args, "--probe", ip, "--probe-tcp", ip+":8080")
+	}
+	return map[string]any{
+		"apiVersion": "v1", "kind": "Pod",
+		"metadata": map[string]any{
+			"name": name, "namespace": "default", "labels": map[string]string{"vmct": "1"},
+			"annotations": map[string]string{"k8s.v1.cni.cncf.io/networks": network},
+		},
+		"spec": map[string]any{
+			"terminationGracePeriodSeconds": 5,
+			"containers": []any{map[string]any{
+				"name": "vm", "image": kube.LauncherImage, "imagePullPolicy": "Never",
+				"args": args, "securityContext": map[string]any{"privileged": true},
+			}},
+		},
+	}
+}
+
+// waitLog waits for a line of the pod's log containing marker and
+// returns it.
+func (e *env) waitLog(name, marker string, timeout time.Duration) string {
+	e.t.Helper()
+	var logs string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(time.Second) {
+		logs, _ = e.c.Kubectl("logs", name)
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, marker) {
+				return l
+			}
+		}
+	}
+	e.t.Fatalf("pod %s: no %q in its log after %s:\n%s", name, marker, timeout, logs)
+	return ""
+}
+
+// testVMPods: per vm-bridge mode, two VM pods on the same NAD reach each
+// other guest to guest (ping and HTTP), and a client pod on the cluster
+// network reaches a guest (ping and HTTP).
+func (e *env) testVMPods(t *testing.T) {
+	e = e.in(t)
+	e.create(toolsPod("vmct-client", ""))
+	e.waitReady("vmct-client", 60*time.Second)
+	for _, nad := range []string{"vm-bridge-tcfilter", "vm-bridge-bridge", "vm-bridge-macvtap"} {
+		t.Run(nad, func(t *testing.T) {
+			e := e.in(t)
+			a, b := "vmct-vm-a", "vmct-vm-b"
+			e.create(vmPod(a, nad))
+			e.waitReady(a, 90*time.Second)
+			ipA := e.secondary(e.getPod(a), "net1").IPs[0]
+			ready := e.waitLog(a, "VMCNI-GUEST-READY", 120*time.Second)
+			if !strings.Contains(ready, "ip="+ipA+"/") {
+				t.Errorf("guest A is not on net1's address %s: %s", ipA, ready)
+			}
+			e.create(vmPod(b, nad, ipA))
+			e.waitReady(b, 90*time.Second)
+			e.waitLog(b, "VMCNI-GUEST-READY", 120*time.Second)
+			for _, m := range []string{"VMCNI-PROBE-OK " + ipA, "VMCNI-PROBETCP-OK " + ipA + ":8080"} {
+				t.Logf("guest B: %s", e.waitLog(b, m, 120*time.Second))
+			}
+			if out, err := e.exec("vmct-client", "ping", "-c", "3", "-W", "3", ipA); err != nil {
+				t.Errorf("client pod → guest A ping: %v\n%s", err, out)
+			}
+			out, err := e.exec("vmct-client", "wget", "-q", "-O", "-", "-T", "10", "http://"+ipA+":8080/")
+			if err != nil || !strings.Contains(out, "vmcni-guest-ok") || !strings.Contains(out, a) {
+				t.Errorf("client pod → guest A HTTP: %v\n%s", err, out)
+			}
+			e.deletePods(a, b)
+		})
+	}
+	e.deletePods("vmct-client")
+}
+
+// testKubeletRestart: pods and guests survive a kubelet restart, and DEL
+// after it cleans up (checked with every other pod at the end).
+func (e *env) testKubeletRestart(t *testing.T) {
+	e = e.in(t)
+	e.create(toolsPod("vmct-client", ""))
+	e.create(vmPod("vmct-vm-r", "vm-bridge-tcfilter"))
+	e.waitReady("vmct-client", 60*time.Second)
+	e.waitReady("vmct-vm-r", 90*time.Second)
+	e.waitLog("vmct-vm-r", "VMCNI-GUEST-READY", 120*time.Second)
+	ip := e.secondary(e.getPod("vmct-vm-r"), "net1").IPs[0]
+	start := time.Now()
+	if err := e.c.RestartKubelet(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kubelet restarted, node Ready in %s", time.Since(start).Round(time.Millisecond))
+	e.waitReady("vmct-vm-r", 60*time.Second)
+	restarts, _ := e.c.Kubectl("get", "pod", "vmct-vm-r", "-o", "jsonpath={.status.containerStatuses[0].restartCount}")
+	if restarts != "0" {
+		t.Errorf("the VM pod's container restarted %s times", restarts)
+	}
+	// kubectl exec goes through the kubelet, which needs a moment to
+	// find its pods again.
+	var out string
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if out, err = e.exec("vmct-client", "ping", "-c", "3", "-W", "3", ip); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Errorf("client pod → guest after the kubelet restart: %v\n%s", err, out)
+	}
+	e.deletePods("vmct-vm-r", "vmct-client")
+}
+
+// testPodStartTime measures pod start (create to Ready, through kubectl)
+// with the default network only and with a vm-bridge NAD, interleaved.
+func (e *env) testPodStartTime(t *testing.T) {
+	e = e.in(t)
+	const n = 5
+	var plain, withNAD []time.Duration
+	for i := range n {
+		for _, network := range []string{"", "vm-bridge-tcfilter"} {
+			name := fmt.Sprintf("vmct-start-%d", i)
+			if network != "" {
+				name += "-nad"
+			}
+			start := time.Now()
+			e.create(toolsPod(name, network))
+			e.waitReady(name, 60*time.Second)
+			d := time.Since(start)
+			if network == "" {
+				plain = append(plain, d)
+			} else {
+				withNAD = append(withNAD, d)
+			}
+			e.deletePods(name)
+		}
+	}
+	t.Logf("pod start, create to Ready (n=%d, median): default network only %s, with a vm-bridge NAD %s",
+		n, median(plain).Round(time.Millisecond), median(withNAD).Round(time.Millisecond))
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
 }

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -86,11 +87,17 @@ func BuildImages(moduleRoot, dir, guestDir string) (Images, error) {
 			{Path: "/guest/initramfs.cpio.gz", Mode: 0o644, Source: filepath.Join(guestDir, "initramfs.cpio.gz")},
 			{Path: "/tmp/.keep", Mode: 0o644, Data: []byte("the launcher's scratch directory\n")},
 		}}
-	libs, err := sharedLibraries(qemu)
-	if err != nil {
-		return im, err
+	// TCG is a loadable module of Debian's QEMU, next to its libraries.
+	tcg := filepath.Join(filepath.Dir(filepath.Dir(qemu)), "lib", "x86_64-linux-gnu", "qemu", "accel-tcg-x86_64.so")
+	launcher.Files = append(launcher.Files, image.File{Path: tcg, Mode: 0o644, Source: tcg})
+	for _, obj := range []string{qemu, tcg} {
+		libs, err := sharedLibraries(obj)
+		if err != nil {
+			return im, err
+		}
+		launcher.Files = append(launcher.Files, libs...)
 	}
-	launcher.Files = append(launcher.Files, libs...)
+	launcher.Files = dedupe(launcher.Files)
 	data, err := treeFiles("/usr/share/qemu")
 	if err != nil {
 		return im, err
@@ -100,6 +107,16 @@ func BuildImages(moduleRoot, dir, guestDir string) (Images, error) {
 		return im, err
 	}
 	return im, nil
+}
+
+// dedupe drops files whose path came earlier.
+func dedupe(files []image.File) []image.File {
+	seen := map[string]bool{}
+	return slices.DeleteFunc(files, func(f image.File) bool {
+		dup := seen[f.Path]
+		seen[f.Path] = true
+		return dup
+	})
 }
 
 var lddLine = regexp.MustCompile(`(?:=>\s*)?(/\S+)\s+\(0x`)
