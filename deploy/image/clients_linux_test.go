@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 // The real clients: the archive loads into a private dockerd (Docker 20.10
@@ -162,25 +164,12 @@ func TestCtrImport(t *testing.T) {
 	archive := writeTestImage(t, s)
 
 	dir := shortDir(t)
-	sock := filepath.Join(dir, "containerd.sock")
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
-
-[grpc]
-  address = %q
-
-[ttrpc]
-  address = %q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc", filepath.Join(dir, "opt"))
-	cfgPath := filepath.Join(dir, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	cfg := testutil.ContainerdConfig{Dir: dir, NoCRI: true}
+	cfgPath, err := cfg.Write()
+	if err != nil {
 		t.Fatal(err)
 	}
+	sock := cfg.Socket()
 	daemon(t, dir, "containerd", func() error { _, err := try(nil, "ctr", "-a", sock, "version"); return err },
 		"--config", cfgPath)
 
