@@ -51,11 +51,35 @@ func GuestCmdline(p *Plan) string {
 	if gw := defaultGateway(n, false); gw != "" {
 		params = append(params, "vmcni.gw6="+gw)
 	}
+	if routes := otherRoutes(n); len(routes) > 0 {
+		params = append(params, "vmcni.routes="+strings.Join(routes, ","))
+	}
 	if n.MTU > 0 {
 		params = append(params, fmt.Sprintf("vmcni.mtu=%d", n.MTU))
 	}
 	params = append(params, "vmcni.mac="+n.MAC)
 	return strings.Join(params, " ")
+}
+
+// otherRoutes renders n's routes that are not default routes as
+// "<dst>@<gw>" ("<dst>" alone when on-link), in the hint's order.
+func otherRoutes(n *NIC) []string {
+	var out []string
+	for _, r := range n.Routes {
+		ip, ipnet, err := net.ParseCIDR(r.Dst)
+		if err != nil {
+			continue
+		}
+		if ones, _ := ipnet.Mask.Size(); ones == 0 {
+			continue // vmcni.gw / vmcni.gw6
+		}
+		if gw := routeVia(n, r.GW, ip.To4() != nil); gw != "" {
+			out = append(out, ipnet.String()+"@"+gw)
+		} else {
+			out = append(out, ipnet.String())
+		}
+	}
+	return out
 }
 
 // defaultGateway returns the gateway of n's default route of one family
