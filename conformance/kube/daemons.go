@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 // PauseImage is the pod sandbox image, built locally (see Images).
@@ -67,46 +69,11 @@ func (c *Cluster) installCNI(multus, plugins string) error {
 }
 
 func (c *Cluster) startContainerd(ctx context.Context) error {
-	d := filepath.Join(c.Dir, "containerd")
-	c.ContainerdSock = filepath.Join(d, "containerd.sock")
-	cfg := fmt.Sprintf(`version = 2
-root = %q
-state = %q
-
-[grpc]
-  address = %q
-
-[ttrpc]
-  address = %q
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = %q
-
-[plugins."io.containerd.grpc.v1.cri"]
-  restrict_oom_score_adj = true
-  sandbox_image = %q
-  netns_mounts_under_state_dir = true
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
-    default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
-      runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-        SystemdCgroup = false
-        Root = %q
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = %q
-    conf_dir = %q
-    max_conf_num = 1
-`, filepath.Join(d, "root"), filepath.Join(d, "state"), c.ContainerdSock, c.ContainerdSock+".ttrpc",
-		filepath.Join(d, "opt"), PauseImage, filepath.Join(d, "runc"), CNIBinDir, filepath.Join(c.Dir, "net.d"))
-	if err := os.MkdirAll(d, 0o755); err != nil {
-		return err
-	}
-	cfgPath := filepath.Join(d, "config.toml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+	cfg := testutil.ContainerdConfig{Dir: filepath.Join(c.Dir, "containerd"), SandboxImage: PauseImage,
+		CNIBinDir: CNIBinDir, CNIConfDir: filepath.Join(c.Dir, "net.d"), NetnsUnderState: true}
+	c.ContainerdSock = cfg.Socket()
+	cfgPath, err := cfg.Write()
+	if err != nil {
 		return err
 	}
 	if err := c.run("containerd", nil, "containerd", "--config", cfgPath); err != nil {
