@@ -209,6 +209,13 @@ func (e *env) exec(name string, args ...string) (string, error) {
 	return e.c.Kubectl(append([]string{"exec", name, "--"}, args...)...)
 }
 
+// httpGet fetches http://addr/ from inside a tools pod. busybox's nc, not
+// its wget: Debian's static busybox 1.35 wget crashes (SIGSEGV) here.
+func (e *env) httpGet(pod, addr string) (string, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	return e.exec(pod, "sh", "-c", `printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 10 "$0" "$1"`, host, port)
+}
+
 func (e *env) deletePods(names ...string) {
 	e.t.Helper()
 	args := append([]string{"delete", "pod", "--wait=true", "--timeout=120s"}, names...)
@@ -398,7 +405,7 @@ func (e *env) testVMPods(t *testing.T) {
 			if out, err := e.exec("vmct-client", "ping", "-c", "3", "-W", "3", ipA); err != nil {
 				t.Errorf("client pod → guest A ping: %v\n%s", err, out)
 			}
-			out, err := e.exec("vmct-client", "wget", "-q", "-O", "-", "-T", "10", "http://"+ipA+":8080/")
+			out, err := e.httpGet("vmct-client", ipA+":8080")
 			if err != nil || !strings.Contains(out, "vmcni-guest-ok") || !strings.Contains(out, a) {
 				t.Errorf("client pod → guest A HTTP: %v\n%s", err, out)
 			}
