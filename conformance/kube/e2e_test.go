@@ -51,6 +51,8 @@ func TestKubernetes(t *testing.T) {
 	t.Run("PodStartTime", e.testPodStartTime)
 	t.Run("VMPods", e.testVMPods)
 	t.Run("KubeletRestart", e.testKubeletRestart)
+	t.Run("SRIOV", e.testSRIOV)
+	t.Run("VhostUser", e.testVhostUser)
 	t.Run("BadConfig", e.testBadConfig)
 	e.assertPodState(baseline)
 }
@@ -105,11 +107,21 @@ type pod struct {
 
 // networkStatus is one entry of Multus's network-status annotation.
 type networkStatus struct {
-	Name      string   `json:"name"`
-	Interface string   `json:"interface"`
-	IPs       []string `json:"ips"`
-	Mac       string   `json:"mac"`
-	Default   bool     `json:"default"`
+	Name       string   `json:"name"`
+	Interface  string   `json:"interface"`
+	IPs        []string `json:"ips"`
+	Mac        string   `json:"mac"`
+	Default    bool     `json:"default"`
+	DeviceInfo *struct {
+		Type string `json:"type"`
+		PCI  struct {
+			PCIAddress string `json:"pci-address"`
+		} `json:"pci"`
+		VhostUser struct {
+			Mode string `json:"mode"`
+			Path string `json:"path"`
+		} `json:"vhost-user"`
+	} `json:"device-info"`
 }
 
 // toolsPod returns a busybox pod that sleeps, on the networks named.
@@ -165,8 +177,19 @@ func (e *env) getPod(name string) pod {
 	return p
 }
 
-// secondary returns the pod's network-status entry for interface ifname.
+// secondary returns the pod's network-status entry for interface ifname,
+// which must have an IP.
 func (e *env) secondary(p pod, ifname string) networkStatus {
+	e.t.Helper()
+	st := e.secondaryStatus(p, ifname)
+	if len(st.IPs) == 0 {
+		e.t.Fatalf("pod %s: %s has no IP: %+v", p.Metadata.Name, ifname, st)
+	}
+	return st
+}
+
+// secondaryStatus returns the pod's network-status entry for ifname.
+func (e *env) secondaryStatus(p pod, ifname string) networkStatus {
 	e.t.Helper()
 	var st []networkStatus
 	if err := json.Unmarshal([]byte(p.Metadata.Annotations["k8s.v1.cni.cncf.io/network-status"]), &st); err != nil {
