@@ -345,12 +345,12 @@ func (c *Cluster) KubectlIn(stdin *strings.Reader, args ...string) (string, erro
 	return string(out), nil
 }
 
-// MustKubectl is Kubectl that fails the test on error.
-func (c *Cluster) MustKubectl(args ...string) string {
-	c.t.Helper()
+// MustKubectl is Kubectl that fails t on error.
+func (c *Cluster) MustKubectl(t testing.TB, args ...string) string {
+	t.Helper()
 	out, err := c.Kubectl(args...)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	return out
 }

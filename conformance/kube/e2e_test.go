@@ -45,7 +45,7 @@ func TestKubernetes(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	c.MustKubectl("apply", "-f", filepath.Join(root, "deploy", "nad", "vm-bridge.yaml"))
+	c.MustKubectl(t, "apply", "-f", filepath.Join(root, "deploy", "nad", "vm-bridge.yaml"))
 	baseline := e.podState()
 	t.Run("PodsOnEveryMode", e.testPodsOnEveryMode)
 	t.Run("PodStartTime", e.testPodStartTime)
@@ -69,8 +69,8 @@ func (e *env) in(t *testing.T) *env { return &env{t: t, c: e.c, root: e.root} }
 func (e *env) testDaemonSet(t *testing.T) {
 	c := e.c
 	start := time.Now()
-	c.MustKubectl("apply", "-f", filepath.Join(e.root, "deploy", "daemonset.yaml"))
-	c.MustKubectl("rollout", "status", "daemonset/vmcni", "-n", "kube-system", "--timeout=120s")
+	c.MustKubectl(t, "apply", "-f", filepath.Join(e.root, "deploy", "daemonset.yaml"))
+	c.MustKubectl(t, "rollout", "status", "daemonset/vmcni", "-n", "kube-system", "--timeout=120s")
 	t.Logf("DaemonSet rolled out in %s", time.Since(start).Round(time.Millisecond))
 	for _, p := range []string{"vm-bridge", "vm-sriov", "vm-vhostuser", "vm-vpp"} {
 		fi, err := os.Stat(filepath.Join(kube.CNIBinDir, p))
@@ -188,7 +188,9 @@ func (e *env) secondary(p pod, ifname string) networkStatus {
 	return st
 }
 
-// secondaryStatus returns the pod's network-status entry for ifname.
+// secondaryStatus returns the pod's network-status entry for ifname (or
+// for the network of that name: a VFIO device has no interface in the pod,
+// Multus names the entry after the result's PCI pseudo-interface).
 func (e *env) secondaryStatus(p pod, ifname string) networkStatus {
 	e.t.Helper()
 	var st []networkStatus
@@ -196,7 +198,7 @@ func (e *env) secondaryStatus(p pod, ifname string) networkStatus {
 		e.t.Fatalf("pod %s network-status: %v", p.Metadata.Name, err)
 	}
 	for _, s := range st {
-		if s.Interface == ifname {
+		if s.Interface == ifname || s.Name == ifname {
 			return s
 		}
 	}
@@ -330,7 +332,7 @@ func (e *env) testBadConfig(t *testing.T) {
 		t.Errorf("pod phase %s, want Pending (ContainerCreating)", p.Status.Phase)
 	}
 	e.deletePods("vmct-bad")
-	e.c.MustKubectl("delete", "network-attachment-definitions", "vmct-bad")
+	e.c.MustKubectl(e.t, "delete", "network-attachment-definitions", "vmct-bad")
 }
 
 // podState is what pods may leave on the node: links, addresses, routes,
@@ -397,7 +399,8 @@ func (e *env) waitLog(name, marker string, timeout time.Duration) string {
 			}
 		}
 	}
-	e.t.Fatalf("pod %s: no %q in its log after %s:\n%s", name, marker, timeout, logs)
+	describe, _ := e.c.Kubectl("describe", "pod", name)
+	e.t.Fatalf("pod %s: no %q in its log after %s:\n%s\n%s", name, marker, timeout, logs, describe)
 	return ""
 }
 

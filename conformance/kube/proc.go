@@ -30,7 +30,10 @@ func startProcess(name, logDir string, env []string, bin string, args ...string)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the starting OS thread exits, and Go
+	// ends threads that a goroutine locked (netns switches) — the API
+	// server died mid-test that way. stop and Cleanup kill the group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

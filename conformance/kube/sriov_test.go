@@ -84,7 +84,7 @@ func (e *env) testSRIOV(t *testing.T) {
 			if strings.TrimSpace(env) != vf {
 				t.Errorf("container's %s = %q, want the allocated %s", deviceplugin.EnvName(sriovResource), env, vf)
 			}
-			st := e.secondaryStatus(e.getPod(name), "net1")
+			st := e.secondaryStatus(e.getPod(name), "default/"+nad)
 			if mode == "vfio" {
 				if st.DeviceInfo == nil || st.DeviceInfo.Type != "pci" || st.DeviceInfo.PCI.PCIAddress != vf {
 					t.Errorf("net1 device-info %+v, want pci %s", st.DeviceInfo, vf)
