@@ -32,7 +32,9 @@ func (e *env) testVhostUser(t *testing.T) {
 	ovs.AddBridge("br-dpdk")
 	exposeOVSDB(t, strings.TrimPrefix(ovs.DB, "unix:"), strings.TrimPrefix(vhostuser.DefaultOVSDB, "unix:"))
 	e.c.MustKubectl(e.t, "apply", "-f", filepath.Join(e.root, "deploy", "nad", "vm-vhostuser.yaml"))
-	t.Cleanup(func() { _, _ = e.c.Kubectl("delete", "-f", filepath.Join(e.root, "deploy", "nad", "vm-vhostuser.yaml")) })
+	t.Cleanup(func() {
+		_, _ = e.c.Kubectl("delete", "-f", filepath.Join(e.root, "deploy", "nad", "vm-vhostuser.yaml"))
+	})
 
 	guests := map[string]string{"vmct-vhu-a": "10.255.0.2", "vmct-vhu-b": "10.255.0.3"}
 	for name, ip := range guests {
