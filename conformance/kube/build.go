@@ -56,7 +56,7 @@ func Build(ctx context.Context, logf func(string, ...any)) (string, error) {
 		return "", err
 	}
 	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+	if err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
 		return "", fmt.Errorf("lock %q: %w", lock.Name(), err)
 	}
 	if complete(bin) {
@@ -65,16 +65,16 @@ func Build(ctx context.Context, logf func(string, ...any)) (string, error) {
 	start := time.Now()
 	logf("building Kubernetes %s into %s (cold: about 5 minutes on 2 cores)", Version, bin)
 	src := filepath.Join(root, "src")
-	if err := os.MkdirAll(src, 0o755); err != nil {
+	if err = os.MkdirAll(src, 0o755); err != nil {
 		return "", err
 	}
 	env := append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=1")
 	run := func(args ...string) error {
 		cmd := exec.CommandContext(ctx, "go", args...)
 		cmd.Dir, cmd.Env = src, env
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, tail(out, 4000))
+		out, runErr := cmd.CombinedOutput()
+		if runErr != nil {
+			return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), runErr, tail(out, 4000))
 		}
 		return nil
 	}
@@ -82,7 +82,7 @@ func Build(ctx context.Context, logf func(string, ...any)) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte(gomod), 0o644); err != nil {
+	if err = os.WriteFile(filepath.Join(src, "go.mod"), []byte(gomod), 0o644); err != nil {
 		return "", err
 	}
 	pkgs := make([]string, len(Components))
@@ -93,7 +93,7 @@ func Build(ctx context.Context, logf func(string, ...any)) (string, error) {
 	for _, p := range pkgs {
 		get = append(get, p+"@"+Version)
 	}
-	if err := run(get...); err != nil {
+	if err = run(get...); err != nil {
 		return "", err
 	}
 	tmp := bin + ".tmp"
@@ -104,10 +104,10 @@ func Build(ctx context.Context, logf func(string, ...any)) (string, error) {
 		ldflags += fmt.Sprintf(" -X %s.gitVersion=%s -X %s.gitMajor=1 -X %s.gitMinor=%s -X %s.gitTreeState=clean",
 			pkg, Version, pkg, pkg, minor, pkg)
 	}
-	if err := run(append([]string{"build", "-trimpath", "-ldflags", ldflags, "-o", tmp + "/"}, pkgs...)...); err != nil {
+	if err = run(append([]string{"build", "-trimpath", "-ldflags", ldflags, "-o", tmp + "/"}, pkgs...)...); err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, bin); err != nil {
+	if err = os.Rename(tmp, bin); err != nil {
 		return "", err
 	}
 	logf("built Kubernetes %s in %s", Version, time.Since(start).Round(time.Second))
@@ -153,7 +153,7 @@ func scratchGoMod(ctx context.Context) (string, error) {
 			n++
 		}
 	}
-	if err := sc.Err(); err != nil {
+	if err = sc.Err(); err != nil {
 		return "", err
 	}
 	if n == 0 {

@@ -114,7 +114,7 @@ func Start(t testing.TB, o Options) *Cluster {
 	}
 	t.Cleanup(c.stop)
 	start := time.Now()
-	if err := c.start(ctx, o, multus, plugins); err != nil {
+	if err = c.start(ctx, o, multus, plugins); err != nil {
 		c.dumpLogs()
 		t.Fatalf("start cluster: %v", err)
 	}
@@ -145,30 +145,30 @@ func (c *Cluster) start(ctx context.Context, o Options, multus, plugins string) 
 		return err
 	}
 	c.Kubeconfig = filepath.Join(c.Dir, "admin.kubeconfig")
-	if err := c.pki.kubeconfig(c.Kubeconfig, c.APIServer()); err != nil {
+	if err = c.pki.kubeconfig(c.Kubeconfig, c.APIServer()); err != nil {
 		return err
 	}
 	logs := filepath.Join(c.Dir, "logs")
-	if err := os.MkdirAll(logs, 0o755); err != nil {
+	if err = os.MkdirAll(logs, 0o755); err != nil {
 		return err
 	}
 
 	// etcd
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", c.etcdPort)
 	peerURL := fmt.Sprintf("http://127.0.0.1:%d", peerPort)
-	if err := c.run("etcd", nil, "etcd", "--name", "vmct", "--data-dir", filepath.Join(c.Dir, "etcd"),
+	if err = c.run("etcd", nil, "etcd", "--name", "vmct", "--data-dir", filepath.Join(c.Dir, "etcd"),
 		"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
 		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
 		"--initial-cluster", "vmct="+peerURL, "--listen-metrics-urls", "", "--log-level", "warn"); err != nil {
 		return err
 	}
-	if err := c.waitHTTP(ctx, "etcd", etcdURL+"/health", false, 30*time.Second); err != nil {
+	if err = c.waitHTTP(ctx, "etcd", etcdURL+"/health", false, 30*time.Second); err != nil {
 		return err
 	}
 
 	// control plane
 	p := c.pki
-	if err := c.run("kube-apiserver", nil, filepath.Join(c.Bin, "kube-apiserver"),
+	if err = c.run("kube-apiserver", nil, filepath.Join(c.Bin, "kube-apiserver"),
 		"--etcd-servers", etcdURL, "--bind-address", "0.0.0.0", "--advertise-address", c.NodeIP.String(),
 		"--secure-port", fmt.Sprint(c.apiPort),
 		"--tls-cert-file", p.serverCert, "--tls-private-key-file", p.serverKey, "--client-ca-file", p.caCert,
@@ -180,33 +180,33 @@ func (c *Cluster) start(ctx context.Context, o Options, multus, plugins string) 
 		"--cert-dir", filepath.Join(c.Dir, "apiserver-certs")); err != nil {
 		return err
 	}
-	if err := c.waitHTTP(ctx, "kube-apiserver", c.APIServer()+"/readyz", true, 90*time.Second); err != nil {
+	if err = c.waitHTTP(ctx, "kube-apiserver", c.APIServer()+"/readyz", true, 90*time.Second); err != nil {
 		return err
 	}
-	if err := c.run("kube-controller-manager", nil, filepath.Join(c.Bin, "kube-controller-manager"),
+	if err = c.run("kube-controller-manager", nil, filepath.Join(c.Bin, "kube-controller-manager"),
 		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0",
 		"--service-account-private-key-file", p.serviceAccount, "--root-ca-file", p.caCert,
 		"--use-service-account-credentials=false", "--controllers", "*,-nodeipam,-cloud-node-lifecycle"); err != nil {
 		return err
 	}
-	if err := c.run("kube-scheduler", nil, filepath.Join(c.Bin, "kube-scheduler"),
+	if err = c.run("kube-scheduler", nil, filepath.Join(c.Bin, "kube-scheduler"),
 		"--kubeconfig", c.Kubeconfig, "--leader-elect=false", "--secure-port=0"); err != nil {
 		return err
 	}
 
 	// the node: CNI, containerd, images, kubelet, kube-proxy
-	if err := c.installCNI(multus, plugins); err != nil {
+	if err = c.installCNI(multus, plugins); err != nil {
 		return err
 	}
-	if err := c.startContainerd(ctx); err != nil {
+	if err = c.startContainerd(ctx); err != nil {
 		return err
 	}
 	for _, img := range o.Images {
-		if err := c.ImportImage(img); err != nil {
+		if err = c.ImportImage(img); err != nil {
 			return err
 		}
 	}
-	if err := c.startKubelet(); err != nil {
+	if err = c.startKubelet(); err != nil {
 		return err
 	}
 	healthz, err := freePort()
@@ -217,7 +217,7 @@ func (c *Cluster) start(ctx context.Context, o Options, multus, plugins string) 
 	if err != nil {
 		return err
 	}
-	if err := c.run("kube-proxy", nil, filepath.Join(c.Bin, "kube-proxy"),
+	if err = c.run("kube-proxy", nil, filepath.Join(c.Bin, "kube-proxy"),
 		"--kubeconfig", c.Kubeconfig, "--hostname-override", NodeName, "--cluster-cidr", PodCIDR,
 		"--proxy-mode", "iptables", "--conntrack-max-per-core=0",
 		"--conntrack-tcp-timeout-established=0", "--conntrack-tcp-timeout-close-wait=0",
@@ -225,7 +225,7 @@ func (c *Cluster) start(ctx context.Context, o Options, multus, plugins string) 
 		"--healthz-bind-address", fmt.Sprintf("127.0.0.1:%d", healthz)); err != nil {
 		return err
 	}
-	if err := c.waitNodeReady(ctx); err != nil {
+	if err = c.waitNodeReady(ctx); err != nil {
 		return err
 	}
 	crd, err := nadCRD()

@@ -22,7 +22,7 @@ func nadCRD() (string, error) {
 		return "", fmt.Errorf("download multus: %w", err)
 	}
 	var info struct{ Dir string }
-	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+	if err = json.Unmarshal(out, &info); err != nil || info.Dir == "" {
 		return "", fmt.Errorf("download multus: no module dir in %s", out)
 	}
 	data, err := os.ReadFile(filepath.Join(info.Dir, "deployments", "multus-daemonset.yml"))

@@ -76,7 +76,7 @@ func (c *Cluster) startContainerd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.run("containerd", nil, "containerd", "--config", cfgPath); err != nil {
+	if err = c.run("containerd", nil, "containerd", "--config", cfgPath); err != nil {
 		return err
 	}
 	return c.waitFor(ctx, "containerd", 30*time.Second, func() error {
@@ -140,7 +140,7 @@ func (c *Cluster) RestartKubelet() error {
 	}
 	c.procs["kubelet"] = np
 	ctx := context.Background()
-	if err := c.waitHTTP(ctx, "kubelet", "http://127.0.0.1:10248/healthz", false, 60*time.Second); err != nil {
+	if err = c.waitHTTP(ctx, "kubelet", "http://127.0.0.1:10248/healthz", false, 60*time.Second); err != nil {
 		return err
 	}
 	return c.waitNodeReady(ctx)

@@ -413,7 +413,7 @@ func (e *env) testVMPods(t *testing.T) {
 	e.waitReady("vmct-client", 60*time.Second)
 	for _, nad := range []string{"vm-bridge-tcfilter", "vm-bridge-bridge", "vm-bridge-macvtap"} {
 		t.Run(nad, func(t *testing.T) {
-			e := e.in(t)
+			e := e.in(t) //nolint:govet // the subtest's env on purpose
 			a, b := "vmct-vm-a", "vmct-vm-b"
 			e.create(vmPod(a, nad))
 			e.waitReady(a, 90*time.Second)

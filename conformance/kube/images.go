@@ -91,9 +91,9 @@ func BuildImages(moduleRoot, dir, guestDir string) (Images, error) {
 	tcg := filepath.Join(filepath.Dir(filepath.Dir(qemu)), "lib", "x86_64-linux-gnu", "qemu", "accel-tcg-x86_64.so")
 	launcher.Files = append(launcher.Files, image.File{Path: tcg, Mode: 0o644, Source: tcg})
 	for _, obj := range []string{qemu, tcg} {
-		libs, err := sharedLibraries(obj)
-		if err != nil {
-			return im, err
+		libs, lerr := sharedLibraries(obj)
+		if lerr != nil {
+			return im, lerr
 		}
 		launcher.Files = append(launcher.Files, libs...)
 	}
@@ -103,7 +103,7 @@ func BuildImages(moduleRoot, dir, guestDir string) (Images, error) {
 		return im, err
 	}
 	launcher.Files = append(launcher.Files, data...)
-	if err := image.Write(im.Launcher, launcher); err != nil {
+	if err = image.Write(im.Launcher, launcher); err != nil {
 		return im, err
 	}
 	return im, nil

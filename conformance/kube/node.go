@@ -85,19 +85,19 @@ func nodeState(podsOnly bool) ([]string, error) {
 	lines := snap.Lines
 	if !podsOnly {
 		for _, s := range guardedSysctls {
-			if v, err := os.ReadFile(filepath.Join("/proc/sys", s)); err == nil {
+			if v, rerr := os.ReadFile(filepath.Join("/proc/sys", s)); rerr == nil {
 				lines = append(lines, fmt.Sprintf("sysctl %s=%s", s, strings.TrimSpace(string(v))))
 			}
 		}
 		for _, p := range guardedPaths {
-			if _, err := os.Lstat(p); err == nil {
+			if _, serr := os.Lstat(p); serr == nil {
 				lines = append(lines, "path "+p)
 			}
 		}
 		for _, save := range []string{"iptables-save", "ip6tables-save"} {
-			out, err := exec.Command(save).Output()
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", save, err)
+			out, serr := exec.Command(save).Output()
+			if serr != nil {
+				return nil, fmt.Errorf("%s: %w", save, serr)
 			}
 			for _, l := range strings.Split(string(out), "\n") {
 				if l == "" || l[0] == '#' || l == "COMMIT" {
@@ -253,9 +253,9 @@ func guardNode(backup string) (*nodeGuard, error) {
 		g.tables[t] = true
 	}
 	for _, save := range []string{"iptables-save", "ip6tables-save"} {
-		out, err := exec.Command(save).Output()
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", save, err)
+		out, serr := exec.Command(save).Output()
+		if serr != nil {
+			return nil, fmt.Errorf("%s: %w", save, serr)
 		}
 		g.saves[save] = out
 	}
@@ -323,7 +323,7 @@ func (g *nodeGuard) restore() error {
 					conn.DelTable(t)
 				}
 			}
-			if err := conn.Flush(); err != nil {
+			if err = conn.Flush(); err != nil {
 				errs = append(errs, fmt.Errorf("delete nftables tables: %w", err))
 			}
 		}
@@ -331,7 +331,7 @@ func (g *nodeGuard) restore() error {
 	if links, err := netlink.LinkList(); err == nil {
 		for _, l := range links {
 			if !g.links[l.Attrs().Name] {
-				if err := netlink.LinkDel(l); err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) {
+				if err = netlink.LinkDel(l); err != nil && !errors.As(err, new(netlink.LinkNotFoundError)) {
 					errs = append(errs, fmt.Errorf("delete link %q: %w", l.Attrs().Name, err))
 				}
 			}
@@ -341,7 +341,7 @@ func (g *nodeGuard) restore() error {
 		sort.Sort(sort.Reverse(sort.StringSlice(cg))) // children first
 		for _, c := range cg {
 			if !g.cgroups[c] {
-				if err := os.Remove(c); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				if err = os.Remove(c); err != nil && !errors.Is(err, fs.ErrNotExist) {
 					errs = append(errs, fmt.Errorf("remove cgroup %q: %w", c, err))
 				}
 			}
@@ -387,11 +387,11 @@ func copyFile(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err = os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
 	tmp := dst + ".vmcni-restore"
-	if err := os.WriteFile(tmp, data, fi.Mode().Perm()); err != nil {
+	if err = os.WriteFile(tmp, data, fi.Mode().Perm()); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dst)

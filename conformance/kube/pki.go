@@ -59,13 +59,13 @@ func newPKI(dir string, serverIPs []net.IP) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writePair(p.caCert, p.caKey, caDER, caKey); err != nil {
+	if err = writePair(p.caCert, p.caKey, caDER, caKey); err != nil {
 		return nil, err
 	}
 	leaf := func(serial int64, cn string, orgs []string, usage x509.ExtKeyUsage, certPath, keyPath string) error {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return err
+		key, kerr := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if kerr != nil {
+			return kerr
 		}
 		tmpl := &x509.Certificate{
 			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn, Organization: orgs},
@@ -76,16 +76,16 @@ func newPKI(dir string, serverIPs []net.IP) (*pki, error) {
 			tmpl.IPAddresses = serverIPs
 			tmpl.DNSNames = []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"}
 		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			return err
+		der, cerr := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+		if cerr != nil {
+			return cerr
 		}
 		return writePair(certPath, keyPath, der, key)
 	}
-	if err := leaf(2, "kube-apiserver", nil, x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey); err != nil {
+	if err = leaf(2, "kube-apiserver", nil, x509.ExtKeyUsageServerAuth, p.serverCert, p.serverKey); err != nil {
 		return nil, err
 	}
-	if err := leaf(3, "vmcni-admin", []string{"system:masters"}, x509.ExtKeyUsageClientAuth, p.adminCert, p.adminKey); err != nil {
+	if err = leaf(3, "vmcni-admin", []string{"system:masters"}, x509.ExtKeyUsageClientAuth, p.adminCert, p.adminKey); err != nil {
 		return nil, err
 	}
 	saKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -96,7 +96,7 @@ func newPKI(dir string, serverIPs []net.IP) (*pki, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(p.serviceAccount, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER}), 0o600); err != nil {
+	if err = os.WriteFile(p.serviceAccount, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: saDER}), 0o600); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -107,7 +107,7 @@ func writePair(certPath, keyPath string, der []byte, key *ecdsa.PrivateKey) erro
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+	if err = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		return err
 	}
 	return os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)

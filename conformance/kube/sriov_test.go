@@ -53,7 +53,7 @@ func (e *env) testSRIOV(t *testing.T) {
 	}
 	for i, mode := range []string{"vfio", "netdev"} {
 		t.Run(mode, func(t *testing.T) {
-			e := e.in(t)
+			e := e.in(t) //nolint:govet // the subtest's env on purpose
 			nad := "vmct-sriov-" + mode
 			conf := map[string]any{
 				"cniVersion": "1.1.0", "name": nad, "type": "vm-sriov", "mode": mode,
