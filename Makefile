@@ -68,7 +68,7 @@ fuzz:
 
 # Tests that need neither root nor a guest image.
 test-unit:
-	$(GO) test -count=1 ./pkg/cnierr/... ./pkg/undo/... ./pkg/hint/... ./vmnet/
+	$(GO) test -count=1 ./internal/cnierr/... ./internal/undo/... ./pkg/hint/... ./vmnet/
 
 demo: deps guest build ref
 	BIN=$(BIN) VMCNI_GUEST_DIR=$(GUEST_DIR) bash vmnet/demo.sh

@@ -5,8 +5,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // Del implements CNI DEL. It is idempotent: without a record (no ADD, or a

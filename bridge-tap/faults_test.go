@@ -10,8 +10,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
-	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 var errInjected = errors.New("injected fault")

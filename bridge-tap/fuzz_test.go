@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 // FuzzParseConfig feeds arbitrary stdin and CNI_ARGS to ParseConfig and

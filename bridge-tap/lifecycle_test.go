@@ -9,10 +9,10 @@ import (
 	"github.com/vishvananda/netlink"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 var nsDo = netns.Do

@@ -4,7 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 
-	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/internal/link"
 )
 
 // Names are the links an attachment uses. They derive from (containerID,

@@ -24,7 +24,7 @@
 package bridgetap
 
 import (
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // PluginName is the binary name, recorded in hints and records.

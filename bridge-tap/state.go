@@ -3,7 +3,7 @@ package bridgetap
 import (
 	"encoding/json"
 
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 // state is vm-bridge's part of an attachment record: what ADD created or

@@ -7,12 +7,12 @@ import (
 	"net"
 	"sync"
 
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/masq"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/masq"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 func ignoreGone(err error) error {

@@ -13,10 +13,10 @@ import (
 	"github.com/vishvananda/netlink"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/masq"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/masq"
-	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 // TestDualStackMultiqueueOwnerMasq: IPv4 + IPv6 addresses, DNS, a

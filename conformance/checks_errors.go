@@ -7,7 +7,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
-	"github.com/vmcni/vmcni/pkg/conflist"
+	"github.com/vmcni/vmcni/internal/conflist"
 )
 
 // errorCase is one ADD that must fail with a given code.

@@ -11,8 +11,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 
+	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/netns"
 )
 
 // pciAddress is a full PCI address, domain:bus:device.function (the same

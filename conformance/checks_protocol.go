@@ -11,7 +11,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 func versionAtLeast(have, want string) bool {

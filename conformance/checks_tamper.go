@@ -10,7 +10,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // checkTamper deletes, inside the netns, every interface the ADD result

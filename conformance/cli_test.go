@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/vmcni/vmcni/conformance"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
 

@@ -11,10 +11,10 @@ import (
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 // cnitoolResults is where cnitool v1.3.0 keeps libcni's result cache (it

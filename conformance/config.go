@@ -8,7 +8,7 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
-	"github.com/vmcni/vmcni/pkg/conflist"
+	"github.com/vmcni/vmcni/internal/conflist"
 
 	"github.com/vmcni/vmcni/pkg/hint"
 )

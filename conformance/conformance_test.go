@@ -14,8 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/vmcni/vmcni/conformance"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 var subnetSeq = make(chan int, 1)

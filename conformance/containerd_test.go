@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/vmcni/vmcni/deploy/image"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 // ctrdCrictlVersion is the cri-tools release whose crictl drives containerd.

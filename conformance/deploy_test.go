@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
-	cniconf "github.com/vmcni/vmcni/pkg/conflist"
+	cniconf "github.com/vmcni/vmcni/internal/conflist"
 	"github.com/vmcni/vmcni/sriov"
 	"github.com/vmcni/vmcni/vhostuser"
 	"github.com/vmcni/vmcni/vpp"

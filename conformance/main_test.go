@@ -3,7 +3,7 @@ package conformance_test
 import (
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

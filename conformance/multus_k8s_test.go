@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
 

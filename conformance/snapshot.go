@@ -5,7 +5,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/vmcni/vmcni/pkg/hostsnap"
+	"github.com/vmcni/vmcni/internal/hostsnap"
 )
 
 // snapshot is the host state the hygiene checks compare (package

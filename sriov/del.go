@@ -5,9 +5,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/plugin"
 )
 
 // Del implements CNI DEL. It is idempotent. With a record it undoes the

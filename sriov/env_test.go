@@ -15,9 +15,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/sriov"
 	"github.com/vmcni/vmcni/sriov/sriovsim"
 )

@@ -5,8 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/sriov"
 )
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/sriov"
 	"github.com/vmcni/vmcni/sriov/sriovsim"
 )

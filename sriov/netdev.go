@@ -12,10 +12,10 @@ import (
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // netdev applies the PF-side settings, moves the VF netdev into the pod

@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/vmcni/vmcni/internal/store"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/store"
 )
 
 // vfDir is <stateDir>/.vf/<pci>: the VF's lock file and allocation record.

@@ -1,7 +1,7 @@
 package sriov
 
 import (
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // PluginName is the binary name, recorded in hints and records.

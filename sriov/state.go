@@ -3,7 +3,7 @@ package sriov
 import (
 	"encoding/json"
 
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 // state is vm-sriov's part of an attachment record: which VF ADD took and

@@ -5,9 +5,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // Status implements CNI STATUS: ADD can succeed when sysfsRoot has

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"log/slog"
 
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 // teardown is DEL's work for one recorded attachment, best effort: every

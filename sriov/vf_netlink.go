@@ -6,7 +6,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/internal/link"
 )
 
 // netlinkVFs is the production VFController: netlink requests on the PF

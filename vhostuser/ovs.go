@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 )
 
 // Port is a switch port for one attachment.

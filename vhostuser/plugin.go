@@ -26,7 +26,7 @@
 package vhostuser
 
 import (
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // PluginName is the binary name, recorded in hints and records.

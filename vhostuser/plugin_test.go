@@ -12,10 +12,10 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/testutil"
 	"github.com/vmcni/vmcni/vhostuser"
 )
 

@@ -5,7 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 // state is vm-vhostuser's part of an attachment record.

@@ -11,10 +11,10 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	"github.com/containernetworking/cni/pkg/version"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/logging"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/logging"
-	"github.com/vmcni/vmcni/pkg/plugin"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/vpp"
 )
 

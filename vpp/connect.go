@@ -5,7 +5,7 @@ import (
 	"errors"
 	"syscall"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 

@@ -6,8 +6,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 

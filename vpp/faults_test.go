@@ -9,7 +9,7 @@ import (
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/l2"
 
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // rollbackOf is what undoes each creating request (read-only dumps the

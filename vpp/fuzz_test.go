@@ -3,7 +3,7 @@ package vpp_test
 import (
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vpp"
 )
 

@@ -11,8 +11,8 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/fakevpp"
 )

@@ -16,7 +16,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/fakevpp"
 )

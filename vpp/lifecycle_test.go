@@ -9,7 +9,7 @@ import (
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip"
 
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/fakevpp"
 )

@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 // lockNetwork takes network's gateway lock, waiting for other holders;
@@ -15,7 +15,7 @@ import (
 // another ADD's rollback is deleting.
 //
 // The lock file <stateDir>/.locks/.vm-vpp-<network hash> sits next to
-// pkg/store's per-attachment locks; its leading dot keeps it apart from
+// internal/store's per-attachment locks; its leading dot keeps it apart from
 // them (they start with a container ID).
 func lockNetwork(stateDir, network string) (*store.Lock, error) {
 	l, err := store.LockFile(filepath.Join(stateDir, ".locks", ".vm-vpp-"+networkHash(network)))

@@ -56,7 +56,7 @@
 package vpp
 
 import (
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 

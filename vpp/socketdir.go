@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"syscall"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 )
 
 // lookupGroup resolves the group config (a name or a numeric gid); -1

@@ -3,7 +3,7 @@ package vpp
 import (
 	"encoding/json"
 
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 // state is vm-vpp's part of an attachment record: everything DEL and GC

@@ -5,7 +5,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // Status implements CNI STATUS: ADD can succeed when VPP answers on its API

@@ -8,9 +8,9 @@ import (
 	"net"
 	"strings"
 
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/plugin"
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/store"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 

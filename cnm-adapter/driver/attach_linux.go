@@ -14,10 +14,10 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/cnm-adapter/state"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/undo"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/undo"
 )
 
 // Names of what an endpoint creates on the host; they derive from the

@@ -14,7 +14,7 @@ import (
 
 	"github.com/vmcni/vmcni/cnm-adapter/api"
 	"github.com/vmcni/vmcni/cnm-adapter/state"
-	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/internal/link"
 )
 
 // Network options (docker network create -o KEY=VALUE). Every one is

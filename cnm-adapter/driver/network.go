@@ -8,8 +8,8 @@ import (
 
 	"github.com/vmcni/vmcni/cnm-adapter/api"
 	"github.com/vmcni/vmcni/cnm-adapter/state"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 var _ api.NetworkDriver = (*Driver)(nil)

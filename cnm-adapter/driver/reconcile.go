@@ -11,7 +11,7 @@ import (
 
 	"github.com/vmcni/vmcni/cnm-adapter/api"
 	"github.com/vmcni/vmcni/cnm-adapter/state"
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // Reconcile brings the host and the state back in line after a restart or

@@ -13,8 +13,8 @@ import (
 	"github.com/vmcni/vmcni/cnm-adapter/api"
 	"github.com/vmcni/vmcni/cnm-adapter/internal/hostcheck"
 	"github.com/vmcni/vmcni/cnm-adapter/state"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

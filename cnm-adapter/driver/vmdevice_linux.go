@@ -14,9 +14,9 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/cnm-adapter/state"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/undo"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/undo"
 )
 
 // The VM device (networks with -o vmdevice=MODE).

@@ -20,7 +20,7 @@ import (
 
 	"github.com/vmcni/vmcni/cnm-adapter/internal/hostcheck"
 	"github.com/vmcni/vmcni/cnm-adapter/state"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

@@ -12,10 +12,10 @@ import (
 
 	"github.com/vmcni/vmcni/cnm-adapter/internal/hostcheck"
 	"github.com/vmcni/vmcni/cnm-adapter/state"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 // inspect returns one Go-template field of the container's endpoint on

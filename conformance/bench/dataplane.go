@@ -15,8 +15,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"golang.org/x/sys/unix"
 
+	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/netns"
 	"github.com/vmcni/vmcni/vmnet/launcher"
 )
 

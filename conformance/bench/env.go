@@ -10,8 +10,8 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // Env is where a benchmark run happens: the plugin binaries and a private

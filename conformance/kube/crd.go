@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 // nadCRD returns the NetworkAttachmentDefinition CRD as Multus ships it

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 // PauseImage is the pod sandbox image, built locally (see Images).

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/vmcni/vmcni/conformance/kube"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

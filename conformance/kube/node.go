@@ -18,7 +18,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/pkg/hostsnap"
+	"github.com/vmcni/vmcni/internal/hostsnap"
 )
 
 // What a cluster changes on the node outside its own directory, recorded

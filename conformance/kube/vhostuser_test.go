@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vhostuser"
 )
 

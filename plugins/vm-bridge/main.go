@@ -4,7 +4,7 @@ package main
 
 import (
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 func main() {

@@ -3,7 +3,7 @@
 package main
 
 import (
-	"github.com/vmcni/vmcni/pkg/plugin"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/vpp"
 )
 

@@ -13,7 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/vmcni/vmcni/pkg/link"
+	"github.com/vmcni/vmcni/internal/link"
 )
 
 // netdev is a VF's netdev stand-in: a veth pair whose VF side is the VF's

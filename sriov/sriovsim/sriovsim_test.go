@@ -11,9 +11,9 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/sriov"
 	"github.com/vmcni/vmcni/sriov/sriovsim"
 )

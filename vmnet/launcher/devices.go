@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // OpenTap opens one fd per queue on the persistent tap name inside the netns

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vmnet/launcher"
 )
 

@@ -20,10 +20,10 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/pkg/hostsnap"
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/hostsnap"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vmnet"
 )
 

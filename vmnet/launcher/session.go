@@ -27,10 +27,10 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/vmcni/vmcni/pkg/conflist"
+	"github.com/vmcni/vmcni/internal/conflist"
+	"github.com/vmcni/vmcni/internal/logging"
+	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/logging"
-	"github.com/vmcni/vmcni/pkg/netns"
 	"github.com/vmcni/vmcni/vmnet"
 )
 

@@ -1,4 +1,4 @@
-// Package hostcheck compares host snapshots (pkg/testutil) while other
+// Package hostcheck compares host snapshots (internal/testutil) while other
 // test suites run on the same host: links named with the shared test
 // prefix "vmct" that the calling test does not claim belong to those
 // suites and are left out of the comparison. Everything else (other
@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/hostsnap"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/hostsnap"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 // linkOf returns the link name a snapshot line is about, or "".

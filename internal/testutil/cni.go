@@ -8,7 +8,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	conflistpkg "github.com/vmcni/vmcni/pkg/conflist"
+	conflistpkg "github.com/vmcni/vmcni/internal/conflist"
 )
 
 // CNI drives real plugin binaries through libcni, as container runtimes do.

@@ -6,9 +6,9 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/pkg/link"
-	"github.com/vmcni/vmcni/pkg/netns"
-	"github.com/vmcni/vmcni/pkg/testutil"
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/testutil"
 )
 
 func TestMain(m *testing.M) { testutil.Main(m) }

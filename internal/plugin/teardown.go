@@ -5,8 +5,8 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/vmcni/vmcni/internal/store"
 	"github.com/vmcni/vmcni/pkg/hint"
-	"github.com/vmcni/vmcni/pkg/store"
 )
 
 // Teardown is a best-effort DEL of one attachment: every step runs, each

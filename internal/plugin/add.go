@@ -6,9 +6,9 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
-	"github.com/vmcni/vmcni/pkg/store"
-	"github.com/vmcni/vmcni/pkg/undo"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/store"
+	"github.com/vmcni/vmcni/internal/undo"
 )
 
 // RecoverInterrupted runs before an ADD touches anything: a complete record

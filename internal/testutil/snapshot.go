@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/hostsnap"
+	"github.com/vmcni/vmcni/internal/hostsnap"
 )
 
 // Snapshot is what a test compares before and after (package hostsnap):

@@ -6,8 +6,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
-	"github.com/vmcni/vmcni/pkg/ipam"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/ipam"
 )
 
 // WritableDir is a STATUS check: dir exists (it is created if missing)

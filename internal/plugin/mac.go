@@ -3,7 +3,7 @@ package plugin
 import (
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 )
 
 // CNIArgs is the CNI "args" convention block every vmcni plugin accepts in

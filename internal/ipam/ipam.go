@@ -18,7 +18,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	refipam "github.com/containernetworking/plugins/pkg/ipam"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 )
 
 // Attachment names the attachment an IPAM call is for.

@@ -3,7 +3,7 @@ package testutil
 import (
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 )
 
 // AddConfigSeeds adds each plugin config to f's corpus twice: with no

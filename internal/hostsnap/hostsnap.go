@@ -25,7 +25,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/pkg/masq"
+	"github.com/vmcni/vmcni/internal/masq"
 )
 
 // Snapshot is the recorded state, one sorted line per fact.

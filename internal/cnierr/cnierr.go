@@ -4,7 +4,7 @@
 // Decode, Env, Version, TryAgain, Unavailable) at the point where the cause
 // is known; everything else is reported as a generic internal error (999).
 // ToCNI is the only function that turns errors into *types.Error, and the
-// plugin wiring in pkg/plugin calls it for every command.
+// plugin wiring in internal/plugin calls it for every command.
 //
 // Codes (CNI spec, "Error" section):
 //

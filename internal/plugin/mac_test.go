@@ -3,7 +3,7 @@ package plugin
 import (
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
+	"github.com/vmcni/vmcni/internal/cnierr"
 )
 
 // TestResolveMAC: config < CNI_ARGS < args.cni.mac < runtimeConfig.mac.

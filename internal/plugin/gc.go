@@ -8,10 +8,10 @@ import (
 
 	"github.com/containernetworking/cni/pkg/types"
 
-	"github.com/vmcni/vmcni/pkg/cnierr"
-	"github.com/vmcni/vmcni/pkg/ipam"
-	"github.com/vmcni/vmcni/pkg/logging"
-	"github.com/vmcni/vmcni/pkg/store"
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/logging"
+	"github.com/vmcni/vmcni/internal/store"
 )
 
 // ValidAttachments reads a GC config's cni.dev/valid-attachments, or the

@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/vmcni/vmcni/pkg/netns"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // RequiresRoot skips t unless it runs as root (it needs to create network
