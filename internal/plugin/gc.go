@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vmcni/vmcni/internal/cnierr"
@@ -35,47 +36,55 @@ func ValidAttachments(stdin []byte) (map[types.GCAttachment]bool, error) {
 	return valid, nil
 }
 
-// GCSpec is one plugin's GC of one network (see RunGC).
-type GCSpec struct {
-	// Plugin is the plugin's name, as its records carry it.
-	Plugin string
-	// Network is the network's name; StateDir holds its records.
-	Network, StateDir string
-	// LogCfg is the config's logging settings.
-	LogCfg logging.Config
-	// Stdin is GC's stdin: the valid attachments, and IPAM's config.
-	Stdin []byte
-	// IPAM is the IPAM plugin GC is forwarded to; "" for none.
-	IPAM string
-	// Teardown undoes one stale attachment as DEL would.
-	Teardown func(rec *store.Record, log *slog.Logger) error
-	// Sweep (optional) then removes the plugin's objects of the network
-	// that neither a valid attachment nor a record owns (leftovers of lost
-	// records).
-	Sweep func(ctx context.Context, valid map[types.GCAttachment]bool, log *slog.Logger) error
+// Collection is one GC run, as Spec.Sweep sees it.
+type Collection[C Config] struct {
+	Conf C
+	// Valid are the attachments the runtime still uses.
+	Valid map[types.GCAttachment]bool
+	// Store holds the network's records; list them after reading the
+	// backend's objects: an ADD writes its record before its first object,
+	// so an ADD in progress is never swept.
+	Store *store.Store
+	Log   *slog.Logger
+	Conn  Conn
 }
 
-// RunGC is GC's common part: it reads the valid attachments, tears down
-// every record of the network not among them (each under its
-// attachment's lock, store.CollectStale), runs the sweep, and forwards GC
+// GC implements CNI GC: every record of the network whose attachment is
+// not valid is torn down as DEL would (each under its attachment's lock,
+// store.CollectStale), then the plugin's sweep runs, then GC is forwarded
 // to the IPAM plugin. One failure does not stop the rest; errors are
 // joined.
-func RunGC(ctx context.Context, s GCSpec) error {
-	valid, err := ValidAttachments(s.Stdin)
+func (e *Engine[C, S]) GC(args *skel.CmdArgs) error {
+	conf, err := e.spec.Parse(args.StdinData, args.Args)
 	if err != nil {
 		return err
 	}
-	log, closeLog := logging.Open(s.LogCfg, "plugin", s.Plugin, "cmd", "GC", "network", s.Network)
-	defer closeLog()
-	errs := []error{store.New(s.StateDir).CollectStale(s.Network, s.Plugin, valid, func(rec *store.Record) error {
-		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
-		return s.Teardown(rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
-	})}
-	if s.Sweep != nil {
-		errs = append(errs, s.Sweep(ctx, valid, log))
+	if err = conf.Validate(); err != nil {
+		return err
 	}
-	if s.IPAM != "" {
-		errs = append(errs, ipam.Delegate{Type: s.IPAM, Config: s.Stdin}.GC(ctx))
+	valid, err := ValidAttachments(args.StdinData)
+	if err != nil {
+		return err
+	}
+	c := conf.Common()
+	log, closeLog := logging.Open(c.Config, "plugin", e.spec.Name, "cmd", string(CmdGC), "network", c.Name)
+	defer closeLog()
+	ctx := context.Background()
+	conn, closeConn, err := e.connect(ctx, conf, CmdGC, log)
+	if err != nil {
+		return err
+	}
+	defer closeConn()
+	st := store.New(c.StateDir)
+	errs := []error{st.CollectStale(c.Name, e.spec.Name, valid, func(rec *store.Record) error {
+		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
+		return e.teardownRecord(ctx, conn, rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
+	})}
+	if e.spec.Sweep != nil {
+		errs = append(errs, e.spec.Sweep(ctx, &Collection[C]{Conf: conf, Valid: valid, Store: st, Log: log, Conn: conn}))
+	}
+	if typ := e.ipamOf(conf, nil); typ != "" {
+		errs = append(errs, ipam.Delegate{Type: typ, Config: args.StdinData}.GC(ctx))
 	}
 	return errors.Join(errs...)
 }

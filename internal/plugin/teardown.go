@@ -5,50 +5,52 @@ import (
 	"log/slog"
 	"sync"
 
+	"github.com/vmcni/vmcni/internal/ipam"
 	"github.com/vmcni/vmcni/internal/store"
-	"github.com/vmcni/vmcni/pkg/hint"
 )
 
-// Teardown is a best-effort DEL of one attachment: every step runs, each
-// failure is logged and kept, and the record goes last, only when every
-// step succeeded, so that a retried DEL or GC can finish the job. Step is
-// safe for concurrent use.
-type Teardown struct {
-	log *slog.Logger
+// Teardown is one DEL (or GC, or recovery) of one attachment, as
+// Spec.Teardown sees it. It is best effort: every step runs, each failure
+// is logged and kept, and the record goes last, only when every step
+// succeeded, so that a retried DEL or GC can finish the job. Step is safe
+// for concurrent use.
+type Teardown[C Config, S any] struct {
+	// Conf is the attachment's config: ADD's, from the record, when there
+	// is one.
+	Conf C
+	// Key is the attachment (and CNI_ARGS, netns) as ADD saw it.
+	Key ipam.Attachment
+	// State is what ADD recorded or, without a record, what Spec.Assume
+	// derived.
+	State *S
+	// Recorded reports whether State comes from a record.
+	Recorded bool
+	Log      *slog.Logger
+	Conn     Conn
 
 	mu   sync.Mutex // guards errs
 	errs []error
 }
 
-// BeginTeardown starts the teardown of (containerID, ifName) with the
-// steps every plugin's DEL begins with: removing the attachment's hint
-// file under stateDir and its NPWG device-info file, if any.
-func BeginTeardown(log *slog.Logger, stateDir, containerID, ifName, deviceInfoFile string) *Teardown {
-	t := &Teardown{log: log}
-	t.Step(hint.Remove(stateDir, containerID, ifName))
-	t.Step(hint.RemoveDeviceInfo(deviceInfoFile))
-	return t
-}
-
 // Step records one step's outcome.
-func (t *Teardown) Step(err error) {
+func (t *Teardown[C, S]) Step(err error) {
 	if err == nil {
 		return
 	}
-	t.log.Warn("DEL step failed", "err", err)
+	t.Log.Warn("DEL step failed", "err", err)
 	t.mu.Lock()
 	t.errs = append(t.errs, err)
 	t.mu.Unlock()
 }
 
-// Finish deletes the attachment's record from st when every step
+// finish deletes the attachment's record from st when every step
 // succeeded, and returns the failed steps' errors joined.
-func (t *Teardown) Finish(st *store.Store, containerID, ifName string) error {
+func (t *Teardown[C, S]) finish(st *store.Store) error {
 	t.mu.Lock()
 	ok := len(t.errs) == 0
 	t.mu.Unlock()
 	if ok {
-		t.Step(st.Delete(containerID, ifName))
+		t.Step(st.Delete(t.Key.ContainerID, t.Key.IfName))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()

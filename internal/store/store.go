@@ -2,7 +2,7 @@
 // state directory so that DEL and GC can undo what ADD did, even when ADD
 // crashed half way.
 //
-// Contract: a plugin writes the record (Begin) before its first side effect,
+// Contract: a plugin writes the record before its first side effect,
 // listing in State everything it is about to create, and marks it Complete at
 // the end of ADD. DEL reads the record (if any) to know what to remove and
 // deletes it last. GC lists the records of its network and treats every one
@@ -42,9 +42,11 @@ type Record struct {
 	// Args is CNI_ARGS of ADD.
 	Args string `json:"args,omitempty"`
 	// State is plugin-specific: the names it creates, values it must restore.
-	State    json.RawMessage `json:"state,omitempty"`
-	Complete bool            `json:"complete"`
-	Created  time.Time       `json:"created"`
+	State json.RawMessage `json:"state,omitempty"`
+	// DeviceInfoFile is the NPWG device-info file ADD wrote, if any.
+	DeviceInfoFile string    `json:"deviceInfoFile,omitempty"`
+	Complete       bool      `json:"complete"`
+	Created        time.Time `json:"created"`
 }
 
 // Store is a state directory.

@@ -265,7 +265,8 @@ func Remove(stateDir, containerID, ifName string) error {
 
 // WriteFileAtomic writes data to path through a temporary file and a rename,
 // creating parent directories (0755) as needed, so readers never see a
-// partial file.
+// partial file; the file and the rename are fsync'd, so after a crash the
+// path holds the old or the new content, never an empty file.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
@@ -275,8 +276,9 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	_, werr := tmp.Write(data)
+	serr := tmp.Sync()
 	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr, os.Chmod(tmp.Name(), perm)); err != nil {
+	if err := errors.Join(werr, serr, cerr, os.Chmod(tmp.Name(), perm)); err != nil {
 		_ = os.Remove(tmp.Name())
 		return err
 	}
@@ -284,5 +286,14 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		_ = os.Remove(tmp.Name())
 		return err
 	}
-	return nil
+	return syncDir(filepath.Dir(path))
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }

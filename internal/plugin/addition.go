@@ -1,0 +1,198 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vmcni/vmcni/internal/cnierr"
+	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/store"
+	"github.com/vmcni/vmcni/internal/undo"
+	"github.com/vmcni/vmcni/pkg/hint"
+)
+
+// Addition is one ADD in progress, as Spec.Add sees it: the config and
+// arguments, and the means to record, step and undo.
+type Addition[C Config, S any] struct {
+	Conf C
+	Args *skel.CmdArgs
+	Log  *slog.Logger
+	Conn Conn
+	// State is what the record holds; Begin sets it, the steps fill it in
+	// and Save rewrites the record.
+	State *S
+
+	engine *Engine[C, S]
+	store  *store.Store
+	ctx    context.Context // carries the fault hook
+	rec    *store.Record
+	undo   undo.Stack
+	held   []func()
+}
+
+// RecoverInterrupted runs before an ADD touches anything: a complete record
+// for the attachment means it exists already (code 7); an incomplete one is
+// what an interrupted ADD left, and teardown undoes it.
+func RecoverInterrupted(st *store.Store, args *skel.CmdArgs, log *slog.Logger, teardown func(*store.Record) error) error {
+	rec, err := st.Get(args.ContainerID, args.IfName)
+	if err != nil || rec == nil {
+		return err
+	}
+	if rec.Complete {
+		return cnierr.Config("attachment %q/%q already exists on network %q", args.ContainerID, args.IfName, rec.Network)
+	}
+	log.Warn("cleaning up an interrupted ADD", "netns", rec.Netns)
+	return teardown(rec)
+}
+
+// Begin writes the attachment's (incomplete) record holding st: call it
+// before the first side effect, with st naming everything the steps may
+// create. Its undo deletes the record.
+func (a *Addition[C, S]) Begin(st *S) error {
+	c := a.Conf.Common()
+	a.State = st
+	a.rec = &store.Record{
+		Plugin: a.engine.spec.Name, Network: c.Name, ContainerID: a.Args.ContainerID,
+		IfName: a.Args.IfName, Netns: a.Args.Netns, Config: c.Raw, Args: a.Args.Args,
+	}
+	return a.Do("record", func() error { return a.store.Delete(a.Args.ContainerID, a.Args.IfName) }, a.Save)
+}
+
+// Save rewrites the record with the current State.
+func (a *Addition[C, S]) Save() error {
+	if a.rec == nil {
+		return errors.New("plugin: Save before Begin")
+	}
+	var err error
+	if a.rec.State, err = json.Marshal(a.State); err != nil {
+		return err
+	}
+	return a.store.Put(a.rec)
+}
+
+// Do runs one step of ADD: it registers undo first (so a step that fails
+// half way is undone too: undo must be idempotent and harmless when the
+// step did nothing), runs do, then reports the step to the fault hook.
+func (a *Addition[C, S]) Do(step string, undo func() error, do func() error) error {
+	if undo != nil {
+		a.undo.Push(step, undo)
+	}
+	if err := do(); err != nil {
+		return err
+	}
+	return a.Step(step)
+}
+
+// Undo registers fn to revert a side effect about to happen.
+func (a *Addition[C, S]) Undo(name string, fn func() error) { a.undo.Push(name, fn) }
+
+// Step reports that the side effect named step is done; an error from the
+// fault hook must fail the ADD there.
+func (a *Addition[C, S]) Step(step string) error {
+	a.Log.Debug("done", "step", step)
+	if a.engine.hook == nil {
+		return nil
+	}
+	return a.engine.hook(step)
+}
+
+// Hold registers release to run when the ADD is over, after its rollback:
+// a lock the rollback still needs.
+func (a *Addition[C, S]) Hold(release func()) { a.held = append(a.held, release) }
+
+// Key is the attachment as IPAM sees it.
+func (a *Addition[C, S]) Key() ipam.Attachment { return keyOf(a.Args) }
+
+// IPAM is the attachment's IPAM plugin (Spec.IPAM), nil-safe for State.
+func (a *Addition[C, S]) IPAM() ipam.Delegate {
+	return ipam.Delegate{Type: a.engine.ipamOf(a.Conf, a.State), Config: a.Args.StdinData}
+}
+
+// Allocate runs IPAM ADD with its release registered first. It returns a
+// result without addresses when the attachment has no IPAM.
+func (a *Addition[C, S]) Allocate(ctx context.Context) (*current.Result, error) {
+	d := a.IPAM()
+	if d.Type == "" {
+		return &current.Result{CNIVersion: current.ImplementedSpecVersion}, nil
+	}
+	var res *current.Result
+	err := a.Do("ipam", func() error { return d.Del(context.Background(), a.Key()) }, func() error {
+		var err error
+		res, err = d.Add(ctx, a.Key())
+		return err
+	})
+	return res, err
+}
+
+// run is ADD's work under the attachment's lock.
+func (a *Addition[C, S]) run(ctx context.Context) (*current.Result, error) {
+	out, err := a.engine.spec.Add(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	if a.rec == nil {
+		return nil, errors.New("plugin: ADD steps never called Begin")
+	}
+	c := a.Conf.Common()
+	h := out.Hint
+	h.HintVersion, h.Plugin, h.Network = hint.Version, a.engine.spec.Name, c.Name
+	h.ContainerID, h.IfName = a.Args.ContainerID, a.Args.IfName
+	if file := c.RuntimeConfig.DeviceInfoFile; out.DeviceInfo && file != "" {
+		a.rec.DeviceInfoFile = file
+		err = a.Do("device-info", func() error { return hint.RemoveDeviceInfo(file) }, func() error {
+			if _, err := hint.WriteDeviceInfo(file, h); err != nil {
+				return fmt.Errorf("write device-info file %q: %w", file, err)
+			}
+			return a.Save()
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	err = a.Do("hint", func() error { return hint.Remove(c.StateDir, a.Args.ContainerID, a.Args.IfName) }, func() error {
+		if err := hint.Write(c.StateDir, h); err != nil {
+			return fmt.Errorf("write hint: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err = hint.AppendToResult(out.Result, h, out.PodIf); err != nil {
+		return nil, err
+	}
+	a.rec.Complete = true
+	return out.Result, a.Save()
+}
+
+// conclude ends an ADD's side effects: with err nil it commits; else it
+// rolls back — unless WithoutRollback asked to keep the partial
+// attachment, as a crash would — and returns err joined with the
+// rollback's errors. Held resources are released last.
+func (a *Addition[C, S]) conclude(err error) error {
+	defer func() {
+		for i := len(a.held) - 1; i >= 0; i-- {
+			a.held[i]()
+		}
+	}()
+	if err == nil {
+		a.undo.Commit()
+		return nil
+	}
+	if a.engine.keepPartial {
+		a.Log.Error("ADD failed, leaving the partial attachment (no rollback)", "err", err)
+		return err
+	}
+	a.Log.Error("ADD failed, rolling back", "err", err)
+	if rbErr := a.undo.Rollback(); rbErr != nil {
+		a.Log.Error("rollback incomplete", "err", rbErr)
+		return errors.Join(err, rbErr)
+	}
+	return err
+}
