@@ -4,63 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 
-	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ip"
 	"github.com/vishvananda/netlink"
 
-	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/ipam"
 	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/internal/plugin"
-	"github.com/vmcni/vmcni/internal/store"
 	"github.com/vmcni/vmcni/pkg/hint"
 )
 
-// Check implements CNI CHECK: the record and hint exist, prevResult carries
-// the hint, and the plumbing is whole (links, enslavement, redirect filters,
-// MACs, MTU, addresses; IPAM CHECK when standalone).
-func (p *Plugin) Check(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData, args.Args)
-	if err != nil {
-		return err
-	}
-	if err = conf.Validate(); err != nil {
-		return err
-	}
-	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
-		return err
-	}
-	if conf.Prev == nil {
-		return cnierr.Config("CHECK needs prevResult")
-	}
-	rec, err := store.New(conf.StateDir).GetComplete(args.ContainerID, args.IfName)
-	if err != nil {
-		return err
-	}
-	st, err := stateOf(rec)
-	if err != nil {
-		return err
-	}
-	h, err := hint.Read(conf.StateDir, args.ContainerID, args.IfName)
-	if err != nil {
-		return fmt.Errorf("hint: %w", err)
-	}
-	if err := hint.CheckResult(conf.Prev, h); err != nil {
-		return err
-	}
+// check is vm-bridge's CHECK, after the engine's (record, hint, prevResult
+// carrying the hint; IPAM CHECK when standalone): the host veth on its
+// bridge (standalone), and in the pod netns the pod interface's addresses
+// and routes and the VM plumbing (links, enslavement, redirect filters,
+// MACs, MTU).
+func check(_ context.Context, c *plugin.Checking[*NetConf, state]) error {
+	st := c.State
 	if !st.Chained {
-		a := ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args}
-		if err := (ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}).Check(context.Background(), a); err != nil {
-			return err
-		}
 		if err := checkHostVeth(st); err != nil {
 			return err
 		}
 	}
-	return netns.Do(args.Netns, func() error { return checkNetns(st, h, conf.Prev, args.IfName) })
+	return netns.Do(c.Args.Netns, func() error { return checkNetns(st, c.Hint, c.Conf.Prev, c.Args.IfName) })
 }
 
 func checkHostVeth(st *state) error {
@@ -85,7 +52,7 @@ func checkNetns(st *state, h *hint.Hint, prev *current.Result, ifName string) er
 	if err != nil {
 		return err
 	}
-	if err := checkAddresses(pod, prev, ifName); err != nil {
+	if err := checkAddresses(prev, ifName); err != nil {
 		return err
 	}
 	podMACIsGuest := pod.Attrs().HardwareAddr.String() == h.Guest.MAC
@@ -165,29 +132,20 @@ func checkMaster(l, master netlink.Link) error {
 	return nil
 }
 
-// checkAddresses verifies that the pod interface carries every address the
-// result assigns to it.
-func checkAddresses(pod netlink.Link, prev *current.Result, ifName string) error {
-	addrs, err := netlink.AddrList(pod, netlink.FAMILY_ALL)
-	if err != nil {
-		return fmt.Errorf("list addresses of %q: %w", ifName, err)
-	}
-	have := map[string]bool{}
-	for _, a := range addrs {
-		have[a.IPNet.String()] = true
-	}
+// checkAddresses verifies that the pod interface carries every address
+// the result assigns to it, and that the result's routes are in place.
+func checkAddresses(prev *current.Result, ifName string) error {
+	var ips []*current.IPConfig
 	for _, ip := range prev.IPs {
 		if ip.Interface == nil || *ip.Interface >= len(prev.Interfaces) {
 			continue
 		}
-		iface := prev.Interfaces[*ip.Interface]
-		if iface.Name != ifName || iface.Sandbox == "" {
-			continue
-		}
-		want := (&net.IPNet{IP: ip.Address.IP, Mask: ip.Address.Mask}).String()
-		if !have[want] {
-			return fmt.Errorf("%q lacks address %s", ifName, want)
+		if iface := prev.Interfaces[*ip.Interface]; iface.Name == ifName && iface.Sandbox != "" {
+			ips = append(ips, ip)
 		}
 	}
-	return nil
+	if err := ip.ValidateExpectedInterfaceIPs(ifName, ips); err != nil {
+		return err
+	}
+	return ip.ValidateExpectedRoute(prev.Routes)
 }

@@ -24,25 +24,67 @@
 package bridgetap
 
 import (
+	"context"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+
+	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // PluginName is the binary name, recorded in hints and records.
 const PluginName = "vm-bridge"
 
-// Plugin implements vm-bridge's CNI commands.
+// Plugin runs vm-bridge's CNI commands on the plugin engine.
 type Plugin struct {
-	plugin.Harness
+	*plugin.Engine[*NetConf, state]
 }
 
-// New returns the plugin; opts set its harness (stdout, fault injection).
+// New returns the plugin; opts are the engine's test seams (stdout, fault
+// injection).
 func New(opts ...plugin.Option) *Plugin {
-	p := &Plugin{}
-	p.Apply(opts)
-	return p
+	return &Plugin{plugin.New(plugin.Spec[*NetConf, state]{
+		Name:     PluginName,
+		Parse:    ParseConfig,
+		Admit:    admit,
+		Add:      add,
+		Assume:   assume,
+		Teardown: teardown,
+		Check:    check,
+		Status:   status,
+		IPAM:     ipamOf,
+	}, opts...)}
 }
 
-// Funcs returns the command table for plugin.Main.
-func (p *Plugin) Funcs() plugin.Funcs {
-	return plugin.Funcs{Add: p.Add, Check: p.Check, Del: p.Del, GC: p.GC, Status: p.Status}
+// ipamOf is the attachment's IPAM plugin: the config's in standalone mode,
+// none chained (the previous plugin owns the addresses).
+func ipamOf(conf *NetConf, st *state) string {
+	if conf.Chained() || (st != nil && st.Chained) {
+		return ""
+	}
+	return conf.IPAM.Type
+}
+
+// admit is what only ADD requires: standalone mode needs an IPAM plugin.
+// (DEL, GC and the second DEL libcni sends without prevResult must work
+// from a config that lacks both.)
+func admit(conf *NetConf, _ *skel.CmdArgs) error {
+	if !conf.Chained() && conf.IPAM.Type == "" {
+		return cnierr.Config("standalone mode needs ipam (or run chained after a plugin that creates the interface)")
+	}
+	return nil
+}
+
+// status is STATUS's own check: tap devices can be made (/dev/net/tun
+// opens) unless the mode is macvtap.
+func status(_ context.Context, conf *NetConf) error {
+	if conf.Mode == ModeMacvtap {
+		return nil
+	}
+	f, err := os.OpenFile("/dev/net/tun", os.O_RDWR, 0)
+	if err != nil {
+		return cnierr.Unavailable("tap devices unavailable: %w", err)
+	}
+	return f.Close()
 }

@@ -1,9 +1,12 @@
 package bridgetap
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
@@ -19,8 +22,8 @@ const macvtapTxQLen = 1000
 
 // plumbVM builds the VM device in the pod netns for the configured mode and
 // returns the hint describing it; completeHint adds the guest's addresses.
-func (a *addition) plumbVM() (*hint.Hint, error) {
-	conf, args, names := a.conf, a.args, a.st.Names
+func (a *addition) plumbVM(ctx context.Context) (*hint.Hint, error) {
+	conf, args, names := a.Conf, a.Args, a.st.Names
 	var pod netlink.Link
 	err := netns.Do(args.Netns, func() (err error) {
 		pod, err = link.ByName(names.Pod)
@@ -36,25 +39,21 @@ func (a *addition) plumbVM() (*hint.Hint, error) {
 		mtu = pod.Attrs().MTU
 	}
 	a.st.PodMAC, a.st.GuestMAC = podMAC.String(), guestMAC.String()
-	if err = a.saveRecord(); err != nil {
+	if err = a.Save(); err != nil {
 		return nil, err
 	}
 
-	h := &hint.Hint{
-		HintVersion: hint.Version, Plugin: PluginName, Network: conf.Name,
-		ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns,
-		Guest: hint.Guest{MAC: guestMAC.String(), MTU: mtu},
-	}
+	h := &hint.Hint{Netns: args.Netns, Guest: hint.Guest{MAC: guestMAC.String(), MTU: mtu}}
 	switch conf.Mode {
 	case ModeTCFilter:
-		err = a.plumbTCFilter(mtu)
+		err = a.plumbTCFilter(ctx, mtu)
 		h.Kind, h.Tap = hint.KindTap, a.tapHint()
 	case ModeBridge:
-		err = a.plumbBridge(mtu, podMAC)
+		err = a.plumbBridge(ctx, mtu, podMAC)
 		h.Kind, h.Tap = hint.KindTap, a.tapHint()
 	case ModeMacvtap:
 		h.Kind = hint.KindMacvtap
-		h.Macvtap, err = a.plumbMacvtap(mtu, podMAC, guestMAC)
+		h.Macvtap, err = a.plumbMacvtap(ctx, mtu, podMAC, guestMAC)
 	}
 	if err != nil {
 		return nil, err
@@ -68,7 +67,7 @@ func (a *addition) plumbVM() (*hint.Hint, error) {
 func (a *addition) completeHint(h *hint.Hint, res *current.Result, podIf int) error {
 	g := hint.GuestFromResult(res, podIf, h.Guest.MAC, h.Guest.MTU)
 	h.Guest = g
-	return netns.Do(a.args.Netns, func() error {
+	return netns.Do(a.Args.Netns, func() error {
 		now, err := link.ByName(a.st.Names.Pod)
 		if err == nil {
 			res.Interfaces[podIf].Mac = now.Attrs().HardwareAddr.String()
@@ -79,33 +78,42 @@ func (a *addition) completeHint(h *hint.Hint, res *current.Result, podIf int) er
 
 func (a *addition) tapHint() *hint.Tap {
 	return &hint.Tap{
-		Name: a.st.Names.Tap, MAC: a.tapMAC, Netns: a.args.Netns, Queues: a.conf.Queues,
-		VnetHdr: *a.conf.VnetHdr, Wiring: a.conf.Mode,
+		Name: a.st.Names.Tap, MAC: a.tapMAC, Netns: a.Args.Netns, Queues: a.Conf.Queues,
+		VnetHdr: *a.Conf.VnetHdr, Wiring: a.Conf.Mode,
 	}
 }
 
 // inNetns runs fn in the pod netns (undo steps run outside it).
 func (a *addition) inNetns(fn func() error) error {
-	return netns.Do(a.args.Netns, fn)
+	return netns.Do(a.Args.Netns, fn)
 }
 
-func (a *addition) createTap(mtu int) (netlink.Link, error) {
-	conf, name := a.conf, a.st.Names.Tap
-	tap, err := link.CreateTap(link.Tap{
-		Name: name, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
-		Owner: conf.TapOwner, Group: conf.TapGroup, MTU: mtu,
+// createTap makes the tap (step "tap"); its undo deletes it by name
+// unless the name was taken by a link that is not ours.
+func (a *addition) createTap(ctx context.Context, mtu int) (netlink.Link, error) {
+	conf, name := a.Conf, a.st.Names.Tap
+	var tap netlink.Link
+	ours := true
+	err := a.Do("tap", func() error {
+		if !ours {
+			return nil
+		}
+		return a.inNetnsIfExists(func() error { return link.DeleteByName(name) })
+	}, func() (err error) {
+		tap, err = link.CreateTap(ctx, link.Tap{
+			Name: name, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
+			Owner: conf.TapOwner, Group: conf.TapGroup, MTU: mtu,
+		})
+		if errors.Is(err, syscall.EBUSY) { // IFF_TUN_EXCL: the name is taken
+			ours = false
+		}
+		if err != nil {
+			return err
+		}
+		a.tapMAC = tap.Attrs().HardwareAddr.String()
+		return a.markDevice(tap)
 	})
-	if tap != nil {
-		a.undo.Push("delete tap", func() error { return a.inNetnsIfExists(func() error { return link.DeleteByName(name) }) })
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := a.markDevice(tap); err != nil {
-		return nil, err
-	}
-	a.tapMAC = tap.Attrs().HardwareAddr.String()
-	return tap, a.step("tap")
+	return tap, err
 }
 
 // markDevice puts a VM device in the attachment's link group (DEL deletes
@@ -116,7 +124,7 @@ func (a *addition) markDevice(l netlink.Link) error {
 	if err := link.SetGroup(l, a.st.Group); err != nil {
 		return err
 	}
-	return link.SetAlias(l, hint.DeviceAlias{GuestMAC: a.st.GuestMAC, Queues: a.conf.Queues}.String())
+	return link.SetAlias(l, hint.DeviceAlias{GuestMAC: a.st.GuestMAC, Queues: a.Conf.Queues}.String())
 }
 
 // inNetnsIfExists is inNetns for undo/DEL steps: a vanished netns took its
@@ -125,31 +133,25 @@ func (a *addition) inNetnsIfExists(fn func() error) error {
 	return ignoreGone(a.inNetns(fn))
 }
 
-func (a *addition) plumbTCFilter(mtu int) error {
+func (a *addition) plumbTCFilter(ctx context.Context, mtu int) error {
 	names := a.st.Names
 	return a.inNetns(func() error {
 		pod, err := link.ByName(names.Pod)
 		if err != nil {
 			return err
 		}
-		tap, err := a.createTap(mtu)
+		tap, err := a.createTap(ctx, mtu)
 		if err != nil {
 			return err
 		}
-		err = link.RedirectIngress(pod, tap)
-		a.undo.Push("remove pod ingress", func() error {
+		err = a.Do("redirect-pod-to-tap", func() error {
 			return a.inNetnsIfExists(func() error { return removeIngressByName(names.Pod) })
-		})
+		}, func() error { return link.RedirectIngress(pod, tap) })
 		if err != nil {
 			return err
 		}
-		if err := a.step("redirect-pod-to-tap"); err != nil {
-			return err
-		}
-		if err := link.RedirectIngress(tap, pod); err != nil {
-			return err // the tap's qdisc goes with the tap
-		}
-		return a.step("redirect-tap-to-pod")
+		// the tap's qdisc goes with the tap
+		return a.Do("redirect-tap-to-pod", nil, func() error { return link.RedirectIngress(tap, pod) })
 	})
 }
 
@@ -159,62 +161,57 @@ func (a *addition) plumbTCFilter(mtu int) error {
 // original to come back (passthru macvtap rewrites the pod's MAC itself).
 func (a *addition) changePodMAC(pod netlink.Link, podMAC, newMAC net.HardwareAddr) error {
 	name := a.st.Names.Pod
-	if newMAC != nil {
-		if err := link.SetMAC(pod, newMAC); err != nil {
-			return err
-		}
-	}
-	a.undo.Push("restore pod mac", func() error {
+	return a.Do("pod-mac", func() error {
 		return a.inNetnsIfExists(func() error { return restoreMAC(name, podMAC) })
+	}, func() error {
+		if newMAC == nil {
+			return nil
+		}
+		return link.SetMAC(pod, newMAC)
 	})
-	return a.step("pod-mac")
 }
 
-func (a *addition) plumbBridge(mtu int, podMAC net.HardwareAddr) error {
+func (a *addition) plumbBridge(ctx context.Context, mtu int, podMAC net.HardwareAddr) error {
 	names := a.st.Names
 	return a.inNetns(func() error {
 		pod, err := link.ByName(names.Pod)
 		if err != nil {
 			return err
 		}
-		tap, err := a.createTap(mtu)
+		tap, err := a.createTap(ctx, mtu)
 		if err != nil {
 			return err
 		}
-		br, err := link.CreateBridge(names.NetnsBridge, mtu)
-		if br != nil {
-			a.undo.Push("delete netns bridge", func() error {
-				return a.inNetnsIfExists(func() error { return link.DeleteByName(names.NetnsBridge) })
-			})
-		}
+		var br netlink.Link
+		err = a.Do("netns-bridge", func() error {
+			return a.inNetnsIfExists(func() error { return link.DeleteByName(names.NetnsBridge) })
+		}, func() error {
+			if br, err = link.CreateBridge(ctx, names.NetnsBridge, mtu); err != nil {
+				return err
+			}
+			return link.SetGroup(br, a.st.Group)
+		})
 		if err != nil {
-			return err
-		}
-		if err := link.SetGroup(br, a.st.Group); err != nil {
-			return err
-		}
-		if err := a.step("netns-bridge"); err != nil {
 			return err
 		}
 		if err := silenceBridge(names.NetnsBridge); err != nil {
 			return err
 		}
-		if *a.conf.DisableBridgeNF {
+		if *a.Conf.DisableBridgeNF {
 			disableBridgeNetfilter()
 		}
 		if err := a.changePodMAC(pod, podMAC, link.RandomMAC()); err != nil {
 			return err
 		}
-		if err := link.SetMaster(tap, br); err != nil {
-			return err
-		}
-		if err := link.SetMaster(pod, br); err != nil {
-			return err
-		}
-		if err := link.DisableLearning(pod, tap); err != nil {
-			return err
-		}
-		return a.step("enslave")
+		return a.Do("enslave", nil, func() error {
+			if err := link.SetMaster(tap, br); err != nil {
+				return err
+			}
+			if err := link.SetMaster(pod, br); err != nil {
+				return err
+			}
+			return link.DisableLearning(pod, tap)
+		})
 	})
 }
 
@@ -244,8 +241,8 @@ func disableBridgeNetfilter() {
 	}
 }
 
-func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hint.Macvtap, error) {
-	conf, names := a.conf, a.st.Names
+func (a *addition) plumbMacvtap(ctx context.Context, mtu int, podMAC, guestMAC net.HardwareAddr) (*hint.Macvtap, error) {
+	conf, names := a.Conf, a.st.Names
 	var ifindex int
 	err := a.inNetns(func() error {
 		pod, err := link.ByName(names.Pod)
@@ -260,37 +257,33 @@ func (a *addition) plumbMacvtap(mtu int, podMAC, guestMAC net.HardwareAddr) (*hi
 		if err = a.changePodMAC(pod, podMAC, newMAC); err != nil {
 			return err
 		}
-		mvt, err := link.CreateMacvtap(link.Macvtap{
-			Name: names.Macvtap, Parent: pod, Mode: conf.MacvtapMode, MAC: guestMAC, MTU: mtu, TxQLen: macvtapTxQLen,
-		})
-		if mvt != nil {
-			a.undo.Push("delete macvtap", func() error {
-				return a.inNetnsIfExists(func() error { return link.DeleteByName(names.Macvtap) })
+		return a.Do("macvtap", func() error {
+			return a.inNetnsIfExists(func() error { return link.DeleteByName(names.Macvtap) })
+		}, func() error {
+			mvt, err := link.CreateMacvtap(ctx, link.Macvtap{
+				Name: names.Macvtap, Parent: pod, Mode: conf.MacvtapMode, MAC: guestMAC, MTU: mtu, TxQLen: macvtapTxQLen,
 			})
-		}
-		if err != nil {
-			return err
-		}
-		ifindex = mvt.Attrs().Index
-		if err := a.markDevice(mvt); err != nil {
-			return err
-		}
-		if err := a.step("macvtap"); err != nil {
-			return err
-		}
-		// IPv6 neighbour discovery is multicast; without allmulticast the
-		// macvtap's filter drops it and the guest has no IPv6.
-		return link.SetAllMulticast(mvt)
+			if err != nil {
+				return err
+			}
+			ifindex = mvt.Attrs().Index
+			if err := a.markDevice(mvt); err != nil {
+				return err
+			}
+			// IPv6 neighbour discovery is multicast; without allmulticast
+			// the macvtap's filter drops it and the guest has no IPv6.
+			return link.SetAllMulticast(mvt)
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	major, minor, err := netns.MacvtapChardev(a.args.Netns, names.Macvtap)
+	major, minor, err := netns.MacvtapChardev(a.Args.Netns, names.Macvtap)
 	if err != nil {
 		return nil, err
 	}
 	return &hint.Macvtap{
-		Name: names.Macvtap, Netns: a.args.Netns, Ifindex: ifindex, Major: major, Minor: minor,
+		Name: names.Macvtap, Netns: a.Args.Netns, Ifindex: ifindex, Major: major, Minor: minor,
 		Mode: conf.MacvtapMode, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
 	}, nil
 }

@@ -1,6 +1,7 @@
 package bridgetap
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -19,16 +20,20 @@ import (
 
 // createPodInterface makes the host bridge (if missing) and the veth whose
 // peer is created directly in the pod netns as CNI_IFNAME.
-func (a *addition) createPodInterface() error {
-	conf, args, names := a.conf, a.args, a.st.Names
-	br, created, err := link.EnsureBridge(conf.Bridge, conf.MTU)
-	if err != nil {
+func (a *addition) createPodInterface(ctx context.Context) error {
+	conf, args, names := a.Conf, a.Args, a.st.Names
+	var br *netlink.Bridge
+	isNew := false // marker: only a bridge this ADD created is removed
+	err := a.Do("bridge", func() error {
+		if !isNew {
+			return nil
+		}
+		return deleteBridgeIfUnused(conf.Bridge)
+	}, func() (err error) {
+		br, isNew, err = link.EnsureBridge(ctx, conf.Bridge, conf.MTU)
 		return err
-	}
-	if created {
-		a.undo.Push("delete bridge", func() error { return deleteBridgeIfUnused(conf.Bridge) })
-	}
-	if err = a.step("bridge"); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	mtu := conf.MTU
@@ -40,42 +45,47 @@ func (a *addition) createPodInterface() error {
 		return cnierr.Env("CNI_NETNS: %w", err)
 	}
 	defer podNS.Close()
-	var podMAC net.HardwareAddr
-	if conf.MAC != "" {
-		podMAC, _ = net.ParseMAC(conf.MAC)
-	}
-	host, err := link.CreateVeth(link.Veth{
-		HostName: names.HostVeth, PeerName: names.Pod, PeerNetnsFd: int(podNS.Fd()),
-		MTU: mtu, PeerMAC: podMAC,
+	ours := true // marker: a veth that was there before is not ours
+	return a.Do("veth", func() error {
+		if !ours {
+			return nil
+		}
+		return link.DeleteByName(names.HostVeth)
+	}, func() error {
+		host, err := link.CreateVeth(ctx, link.Veth{
+			HostName: names.HostVeth, PeerName: names.Pod, PeerNetnsFd: int(podNS.Fd()),
+			MTU: mtu, PeerMAC: conf.GuestMAC(),
+		})
+		if errors.Is(err, syscall.EEXIST) {
+			ours = false
+		}
+		if err != nil {
+			return err
+		}
+		return a.plugVeth(host, br)
 	})
-	if err == nil || !errors.Is(err, syscall.EEXIST) { // EEXIST: not ours
-		a.undo.Push("delete veth", func() error { return link.DeleteByName(names.HostVeth) })
-	}
-	if err != nil {
-		return err
-	}
-	if err = link.SetMaster(host, br); err != nil {
+}
+
+// plugVeth enslaves the host end to the bridge and puts the pod end in the
+// attachment's link group, so DEL takes it (and its host peer) in the same
+// batch as the VM device.
+func (a *addition) plugVeth(host netlink.Link, br *netlink.Bridge) error {
+	if err := link.SetMaster(host, br); err != nil {
 		return err
 	}
 	// re-read: a new bridge takes its MAC from its first port
-	current, err := link.ByName(conf.Bridge)
+	current, err := link.ByName(a.Conf.Bridge)
 	if err != nil {
 		return err
 	}
 	a.hostLinks = []netlink.Link{current, host}
-	// The veth is ours: put it in the attachment's link group so DEL takes
-	// it (and its host peer) in the same batch as the VM device.
-	err = netns.Do(args.Netns, func() error {
-		pod, lerr := link.ByName(names.Pod)
-		if lerr != nil {
-			return lerr
+	return netns.Do(a.Args.Netns, func() error {
+		pod, err := link.ByName(a.st.Names.Pod)
+		if err != nil {
+			return err
 		}
 		return link.SetGroup(pod, a.st.Group)
 	})
-	if err != nil {
-		return err
-	}
-	return a.step("veth")
 }
 
 // configurePodInterface waits for the IPAM result, builds the CNI result
@@ -83,13 +93,13 @@ func (a *addition) createPodInterface() error {
 // sets up the gateway and masquerade. It returns the result and the pod
 // interface's index in it.
 func (a *addition) configurePodInterface() (*current.Result, int, error) {
-	conf, args, names := a.conf, a.args, a.st.Names
+	conf, args, names := a.Conf, a.Args, a.st.Names
 	<-a.ipam.done
 	if a.ipam.err != nil {
 		return nil, -1, a.ipam.err
 	}
 	res := a.ipam.res
-	if err := a.step("ipam"); err != nil {
+	if err := a.Step("ipam"); err != nil {
 		return nil, -1, err
 	}
 	br, host := a.hostLinks[0], a.hostLinks[1]
@@ -106,18 +116,14 @@ func (a *addition) configurePodInterface() (*current.Result, int, error) {
 	if len(res.DNS.Nameservers) == 0 && len(conf.DNS.Nameservers) > 0 {
 		res.DNS = conf.DNS
 	}
-	err := netns.Do(args.Netns, func() error { return ipam.ConfigureIface(names.Pod, res) })
+	err := a.Do("addresses", nil, func() error {
+		return netns.Do(args.Netns, func() error { return ipam.ConfigureIface(names.Pod, res) })
+	})
 	if err != nil {
 		return nil, -1, err
 	}
-	if err = a.step("addresses"); err != nil {
-		return nil, -1, err
-	}
 	if conf.IsGateway {
-		if err = a.addGateways(br, res); err != nil {
-			return nil, -1, err
-		}
-		if err = a.step("gateway"); err != nil {
+		if err = a.Do("gateway", nil, func() error { return a.addGateways(br, res) }); err != nil {
 			return nil, -1, err
 		}
 	}
@@ -126,11 +132,8 @@ func (a *addition) configurePodInterface() (*current.Result, int, error) {
 		for _, ip := range res.IPs {
 			rule.Sources = append(rule.Sources, &ip.Address)
 		}
-		if err = masq.Add(rule); err != nil {
-			return nil, -1, err
-		}
-		a.undo.Push("remove masquerade", func() error { return masq.Remove(rule) })
-		if err = a.step("masquerade"); err != nil {
+		err = a.Do("masquerade", func() error { return masq.Remove(rule) }, func() error { return masq.Add(rule) })
+		if err != nil {
 			return nil, -1, err
 		}
 	}
@@ -145,12 +148,16 @@ func (a *addition) addGateways(br netlink.Link, res *current.Result) error {
 			continue
 		}
 		gw := &net.IPNet{IP: ip.Gateway, Mask: ip.Address.Mask}
-		added, err := link.EnsureAddress(br, gw)
-		if err != nil {
+		added := false // marker: a gateway address already there is shared
+		a.Undo("remove gateway "+gw.String(), func() error {
+			if !added {
+				return nil
+			}
+			return link.RemoveAddress(br, gw)
+		})
+		var err error
+		if added, err = link.EnsureAddress(br, gw); err != nil {
 			return err
-		}
-		if added {
-			a.undo.Push("remove gateway "+gw.String(), func() error { return link.RemoveAddress(br, gw) })
 		}
 		sysctl := "/proc/sys/net/ipv4/ip_forward"
 		if ip.Address.IP.To4() == nil {

@@ -1,11 +1,5 @@
 package bridgetap
 
-import (
-	"encoding/json"
-
-	"github.com/vmcni/vmcni/internal/store"
-)
-
 // state is vm-bridge's part of an attachment record: what ADD created or
 // changed, so DEL and GC can undo it.
 type state struct {
@@ -22,18 +16,4 @@ type state struct {
 	// Group is the link group of the links vm-bridge created in the pod
 	// netns (and, standalone, the pod veth); DEL deletes it in one batch.
 	Group uint32 `json:"group,omitempty"`
-	// DeviceInfoFile is the NPWG device-info file written, if any.
-	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
-}
-
-func stateOf(rec *store.Record) (*state, error) {
-	var st state
-	if err := json.Unmarshal(rec.State, &st); err != nil {
-		return nil, err
-	}
-	return &st, nil
-}
-
-func (st *state) saveTo(rec *store.Record) {
-	rec.State, _ = json.Marshal(st)
 }

@@ -5,91 +5,83 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"path"
-
-	"github.com/containernetworking/cni/pkg/skel"
-	current "github.com/containernetworking/cni/pkg/types/100"
+	"time"
 
 	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/ipam"
 	"github.com/vmcni/vmcni/internal/link"
-	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/internal/plugin"
-	"github.com/vmcni/vmcni/internal/store"
-	"github.com/vmcni/vmcni/internal/undo"
 	"github.com/vmcni/vmcni/pkg/hint"
 )
 
 // addition is one ADD in progress.
 type addition struct {
-	p     *Plugin
-	conf  *NetConf
-	args  *skel.CmdArgs
-	log   *slog.Logger
-	store *store.Store
-	rec   *store.Record
-	st    *state
-	fs    FS
-	hw    pci
-	ctl   VFController
-	undo  undo.Stack
+	*plugin.Addition[*NetConf, state]
+	st  *state
+	fs  FS
+	hw  pci
+	ctl VFController
 }
 
-// Add implements CNI ADD.
-func (p *Plugin) Add(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData, args.Args)
+// add is vm-sriov's ADD: under the VF's lock (held until the rollback is
+// over), it checks the VF is free, reads everything it will change,
+// records it, takes the VF's allocation, then binds it to vfio-pci or
+// moves its netdev into the pod.
+func (p *Plugin) add(ctx context.Context, pa *plugin.Addition[*NetConf, state]) (plugin.Outcome, error) {
+	conf, args := pa.Conf, pa.Args
+	fs := RootFS{Root: conf.SysfsRoot}
+	a := &addition{Addition: pa, fs: fs, hw: pci{fs: fs}, ctl: p.vfs(conf.SysfsRoot)}
+	addr, infoExists, err := resolveDeviceID(conf)
 	if err != nil {
-		return err
+		return plugin.Outcome{}, err
 	}
-	if err = conf.Validate(); err != nil {
-		return err
+	if !ValidPCIAddress(addr) {
+		return plugin.Outcome{}, cnierr.Config("deviceID %q is not a PCI address", addr)
 	}
-	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
-		return err
-	}
-	if conf.Mode == ModeNetdev && !netns.Exists(args.Netns) {
-		return cnierr.Env("CNI_NETNS %q is not a network namespace", args.Netns)
-	}
-	at, err := plugin.OpenAttachment(PluginName, "ADD", conf.Config, conf.StateDir, args)
+	a.st = &state{Mode: conf.Mode, PCI: addr}
+	// Everything about the VF is read under its lock: another ADD may be
+	// changing it (and may still roll back).
+	vl, err := lockVF(conf.StateDir, addr)
 	if err != nil {
-		return err
+		return plugin.Outcome{}, err
 	}
-	log, st := at.Log, at.Store
-	succeeded := false
-	defer func() { at.Close(!succeeded) }()
-	res, err := p.addLocked(st, conf, args, log)
+	a.Hold(func() { vl.Unlock(false) })
+	owner, err := readOwner(conf.StateDir, addr)
 	if err != nil {
-		return err
+		return plugin.Outcome{}, err
 	}
-	succeeded = true
-	log.Info("ADD done", "mode", conf.Mode, "pci", conf.DeviceID)
-	return p.PrintResult(res, conf.CNIVersion)
-}
-
-func (p *Plugin) addLocked(st *store.Store, conf *NetConf, args *skel.CmdArgs, log *slog.Logger) (*current.Result, error) {
-	if err := p.recoverStale(st, args, log); err != nil {
-		return nil, err
+	if owner != nil && !owner.is(args.ContainerID, args.IfName, args.Netns) {
+		return plugin.Outcome{}, cnierr.TryAgain("VF %q is allocated to %s", addr, owner)
 	}
-	a := &addition{p: p, conf: conf, args: args, log: log, store: st}
-	res, err := a.run(context.Background())
-	if err = p.Conclude(err, &a.undo, log); err != nil {
-		return nil, err
+	if err = a.inspect(); err != nil {
+		return plugin.Outcome{}, err
 	}
-	return res, nil
-}
-
-// recoverStale undoes what an earlier, interrupted ADD of the same
-// attachment left (its record is there but was never completed).
-func (p *Plugin) recoverStale(st *store.Store, args *skel.CmdArgs, log *slog.Logger) error {
-	return plugin.RecoverInterrupted(st, args, log, func(rec *store.Record) error { return teardownRecord(rec, log) })
-}
-
-func (a *addition) step(name string) error {
-	a.log.Debug("done", "step", name)
-	return a.p.Step(name)
+	if a.st.Original, err = a.ctl.VF(a.st.PFNetdev, a.st.VF); err != nil {
+		return plugin.Outcome{}, fmt.Errorf("read VF %q settings on PF %q: %w", addr, a.st.PFNetdev, err)
+	}
+	mac, err := a.chooseMAC()
+	if err != nil {
+		return plugin.Outcome{}, err
+	}
+	if err = a.Begin(a.st); err != nil {
+		return plugin.Outcome{}, err
+	}
+	err = a.Claim("owner", func() error {
+		return releaseOwner(conf.StateDir, addr, args.ContainerID, args.IfName, args.Netns)
+	}, func() error {
+		return writeOwner(conf.StateDir, addr, &Owner{
+			Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, Since: time.Now().UTC(),
+		})
+	})
+	if err != nil {
+		return plugin.Outcome{}, err
+	}
+	if conf.Mode == ModeVFIO {
+		return a.vfio(ctx, mac, !infoExists)
+	}
+	return a.netdev(ctx, mac)
 }
 
 // resolveDeviceID returns the VF's PCI address: deviceID (config or
@@ -120,84 +112,6 @@ func resolveDeviceID(conf *NetConf) (addr string, infoExists bool, err error) {
 	return info.PCI.PCIAddress, true, nil
 }
 
-func (a *addition) run(ctx context.Context) (*current.Result, error) {
-	conf, args := a.conf, a.args
-	a.fs = RootFS{Root: conf.SysfsRoot}
-	a.hw = pci{fs: a.fs}
-	a.ctl = NewVFController(conf.SysfsRoot)
-	addr, infoExists, err := resolveDeviceID(conf)
-	if err != nil {
-		return nil, err
-	}
-	a.st = &state{Mode: conf.Mode, PCI: addr}
-	if !ValidPCIAddress(addr) {
-		return nil, cnierr.Config("deviceID %q is not a PCI address", addr)
-	}
-	// Everything about the VF is read under its lock: another ADD may be
-	// changing it (and may still roll back).
-	vl, err := lockVF(conf.StateDir, addr)
-	if err != nil {
-		return nil, err
-	}
-	defer vl.Unlock(false)
-	owner, err := readOwner(conf.StateDir, addr)
-	if err != nil {
-		return nil, err
-	}
-	if owner != nil && !owner.is(args.ContainerID, args.IfName, args.Netns) {
-		return nil, cnierr.TryAgain("VF %q is allocated to %s", addr, owner)
-	}
-	if err = a.inspect(); err != nil {
-		return nil, err
-	}
-	if a.st.Original, err = a.ctl.VF(a.st.PFNetdev, a.st.VF); err != nil {
-		return nil, fmt.Errorf("read VF %q settings on PF %q: %w", addr, a.st.PFNetdev, err)
-	}
-	mac, err := a.chooseMAC()
-	if err != nil {
-		return nil, err
-	}
-
-	a.rec = &store.Record{
-		Plugin: PluginName, Network: conf.Name, ContainerID: args.ContainerID,
-		IfName: args.IfName, Netns: args.Netns, Config: conf.Raw, Args: args.Args,
-	}
-	if err = a.saveRecord(); err != nil {
-		return nil, err
-	}
-	a.undo.Push("delete record", func() error { return a.store.Delete(args.ContainerID, args.IfName) })
-	if err = a.step("record"); err != nil {
-		return nil, err
-	}
-	err = writeOwner(conf.StateDir, addr, &Owner{
-		Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, Since: a.rec.Created,
-	})
-	if err != nil {
-		return nil, err
-	}
-	a.undo.Push("release VF", func() error {
-		return releaseOwner(conf.StateDir, addr, args.ContainerID, args.IfName, args.Netns)
-	})
-	if err = a.step("owner"); err != nil {
-		return nil, err
-	}
-
-	var res *current.Result
-	if conf.Mode == ModeVFIO {
-		res, err = a.vfio(ctx, mac, !infoExists)
-	} else {
-		res, err = a.netdev(ctx, mac)
-	}
-	if err != nil {
-		return nil, err
-	}
-	a.rec.Complete = true
-	if err = a.saveRecord(); err != nil {
-		return nil, err
-	}
-	return res, nil
-}
-
 // inspect reads everything ADD needs and checks the mode is possible,
 // before any change.
 func (a *addition) inspect() error {
@@ -213,7 +127,7 @@ func (a *addition) inspect() error {
 	if a.st.OrigOverride, err = a.hw.Override(addr); err != nil {
 		return err
 	}
-	if a.conf.Mode == ModeVFIO {
+	if a.Conf.Mode == ModeVFIO {
 		if a.st.IOMMUGroup, err = a.hw.IOMMUGroup(addr); err != nil {
 			return err
 		}
@@ -251,8 +165,8 @@ func (a *addition) inspect() error {
 // netdev's MAC, else a random one, so that the guest sees exactly the MAC
 // the hint reports. Netdev mode without a configured MAC leaves the MAC.
 func (a *addition) chooseMAC() (net.HardwareAddr, error) {
-	mac, err := a.conf.guestMAC()
-	if err != nil || mac != nil || a.conf.Mode != ModeVFIO {
+	mac, err := a.Conf.guestMAC()
+	if err != nil || mac != nil || a.Conf.Mode != ModeVFIO {
 		return mac, err
 	}
 	if m, err := net.ParseMAC(a.st.Original.MAC); err == nil && m.String() != "00:00:00:00:00:00" {
@@ -276,47 +190,24 @@ func trimNL(b []byte) []byte {
 }
 
 // applyVF sets the configured PF-side settings on the VF, one knob at a
-// time, each followed by its undo step.
+// time, each after its undo (which sets the original value back: harmless
+// when the knob was never changed).
 func (a *addition) applyVF(mac net.HardwareAddr) error {
 	orig, pfNetdev, vf := a.st.Original, a.st.PFNetdev, a.st.VF
-	want := a.conf.desired(orig, mac)
+	want := a.Conf.desired(orig, mac)
 	for _, k := range knobs {
 		if k.equal(orig, want) {
 			continue
 		}
-		if err := k.set(a.ctl, pfNetdev, vf, want); err != nil {
-			return fmt.Errorf("apply %s to VF %q: %w", k.step, a.st.PCI, err)
-		}
-		a.undo.Push("restore "+k.step, func() error { return k.set(a.ctl, pfNetdev, vf, orig) })
-		if err := a.step(k.step); err != nil {
+		err := a.Do(k.step, func() error { return k.set(a.ctl, pfNetdev, vf, orig) }, func() error {
+			if err := k.set(a.ctl, pfNetdev, vf, want); err != nil {
+				return fmt.Errorf("apply %s to VF %q: %w", k.step, a.st.PCI, err)
+			}
+			return nil
+		})
+		if err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-func (a *addition) saveRecord() error {
-	a.st.saveTo(a.rec)
-	return a.store.Put(a.rec)
-}
-
-func (a *addition) ipamDelegate() ipam.Delegate {
-	return ipam.Delegate{Type: a.conf.IPAM.Type, Config: a.args.StdinData}
-}
-
-func (a *addition) attachment() ipam.Attachment {
-	return ipam.Attachment{ContainerID: a.args.ContainerID, Netns: a.args.Netns, IfName: a.args.IfName, Args: a.args.Args}
-}
-
-// allocate runs IPAM ADD when configured (nil result otherwise).
-func (a *addition) allocate(ctx context.Context) (*current.Result, error) {
-	if a.conf.IPAM.Type == "" {
-		return nil, nil
-	}
-	res, err := a.ipamDelegate().Add(ctx, a.attachment())
-	if err != nil {
-		return nil, err
-	}
-	a.undo.Push("release addresses", func() error { return a.ipamDelegate().Del(context.Background(), a.attachment()) })
-	return res, a.step("ipam")
 }

@@ -8,69 +8,37 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 
-	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/ipam"
 	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/internal/plugin"
-	"github.com/vmcni/vmcni/internal/store"
-	"github.com/vmcni/vmcni/pkg/hint"
 )
 
-// Check implements CNI CHECK: the record is complete, the VF is still
+// check is vm-sriov's CHECK, after the engine's (complete record, hint
+// carried by prevResult in vfio mode; IPAM CHECK): the VF is still
 // allocated to this attachment, its PF-side settings are the configured
-// ones, and (vfio) it is bound to vfio-pci with its /dev/vfio node and the
-// hint matches prevResult, or (netdev) CNI_IFNAME is in the pod netns with
-// the recorded MAC; then IPAM CHECK.
-func (p *Plugin) Check(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData, args.Args)
-	if err != nil {
-		return err
-	}
-	if err = conf.Validate(); err != nil {
-		return err
-	}
-	if err = plugin.ValidateArgs(args.ContainerID, args.IfName); err != nil {
-		return err
-	}
-	if conf.Prev == nil {
-		return cnierr.Config("CHECK needs prevResult")
-	}
-	rec, err := store.New(conf.StateDir).GetComplete(args.ContainerID, args.IfName)
-	if err != nil {
-		return err
-	}
-	st, err := stateOf(rec)
-	if err != nil {
-		return err
-	}
+// ones, and (vfio) it is bound to vfio-pci with its /dev/vfio node, or
+// (netdev) CNI_IFNAME is in the pod netns with the recorded MAC.
+func (p *Plugin) check(_ context.Context, c *plugin.Checking[*NetConf, state]) error {
+	st, conf := c.State, c.Conf
 	owner, err := readOwner(conf.StateDir, st.PCI)
 	if err != nil {
 		return err
 	}
-	if !owner.is(rec.ContainerID, rec.IfName, rec.Netns) {
+	if !owner.is(c.Args.ContainerID, c.Args.IfName, c.Args.Netns) {
 		return fmt.Errorf("VF %q is not allocated to this attachment (owner: %v)", st.PCI, owner)
 	}
-	if err := checkVF(conf, st); err != nil {
+	if err := checkVF(p.vfs(conf.SysfsRoot), conf, st); err != nil {
 		return err
 	}
 	if st.Mode == ModeVFIO {
-		if err := checkVFIO(conf, st, args); err != nil {
-			return err
-		}
-	} else if err := checkNetdev(st, args); err != nil {
-		return err
+		return checkVFIO(conf, st)
 	}
-	if conf.IPAM.Type == "" {
-		return nil
-	}
-	a := ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args}
-	return ipam.Delegate{Type: conf.IPAM.Type, Config: args.StdinData}.Check(context.Background(), a)
+	return checkNetdev(st, c.Args)
 }
 
 // checkVF compares the VF's PF-side settings with the configured ones.
-func checkVF(conf *NetConf, st *state) error {
-	cur, err := NewVFController(conf.SysfsRoot).VF(st.PFNetdev, st.VF)
+func checkVF(ctl VFController, conf *NetConf, st *state) error {
+	cur, err := ctl.VF(st.PFNetdev, st.VF)
 	if err != nil {
 		return err
 	}
@@ -87,7 +55,7 @@ func checkVF(conf *NetConf, st *state) error {
 	return nil
 }
 
-func checkVFIO(conf *NetConf, st *state, args *skel.CmdArgs) error {
+func checkVFIO(conf *NetConf, st *state) error {
 	hw := pci{fs: RootFS{Root: conf.SysfsRoot}}
 	drv, err := hw.Driver(st.PCI)
 	if err != nil {
@@ -99,11 +67,7 @@ func checkVFIO(conf *NetConf, st *state, args *skel.CmdArgs) error {
 	if !hw.fs.Exists(path.Join("dev/vfio", st.IOMMUGroup)) {
 		return fmt.Errorf("VFIO group node %q is missing", hw.fs.Path(path.Join("dev/vfio", st.IOMMUGroup)))
 	}
-	h, err := hint.Read(conf.StateDir, args.ContainerID, args.IfName)
-	if err != nil {
-		return fmt.Errorf("hint: %w", err)
-	}
-	return hint.CheckResult(conf.Prev, h)
+	return nil
 }
 
 func checkNetdev(st *state, args *skel.CmdArgs) error {

@@ -1,21 +1,14 @@
 package sriov
 
 import (
-	"encoding/json"
 	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/version"
-
 	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/logging"
 	"github.com/vmcni/vmcni/internal/plugin"
-	"github.com/vmcni/vmcni/pkg/hint"
 )
 
 // Modes: what the pod gets.
@@ -38,8 +31,7 @@ const DefaultBindTimeout = 10 * time.Second
 // NetConf is vm-sriov's network configuration. Key names follow
 // k8snetworkplumbingwg/sriov-cni where the two overlap.
 type NetConf struct {
-	types.PluginConf
-	logging.Config
+	plugin.NetConf
 
 	// Mode (optional) is netdev or vfio. Defaults to netdev.
 	Mode string `json:"mode,omitempty"`
@@ -50,10 +42,6 @@ type NetConf struct {
 	// SysfsRoot (optional) is the directory holding sys/ and dev/. Defaults
 	// to "/". Tests point it at a simulated tree.
 	SysfsRoot string `json:"sysfsRoot,omitempty"`
-	// MAC (optional) is the VF's MAC (set on the PF as the VF's admin MAC,
-	// and on the netdev). Defaults to the VF's current MAC. Overridden by
-	// CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac.
-	MAC string `json:"mac,omitempty"`
 	// Vlan (optional) is the VF's VLAN, 0-4094; 0 is untagged. Defaults to 0.
 	Vlan *int `json:"vlan,omitempty"`
 	// VlanQoS (optional) is the 802.1p priority, 0-7. Defaults to 0.
@@ -77,29 +65,12 @@ type NetConf struct {
 	// it as the guest's MTU. Defaults to the VF netdev's MTU (netdev), or
 	// none (vfio).
 	MTU int `json:"mtu,omitempty"`
-	// StateDir (optional) holds attachment records, hint files, per-VF locks
-	// and allocations. It must be the same for every network sharing VFs.
-	// Defaults to /var/lib/cni/vmcni.
-	StateDir string `json:"stateDir,omitempty"`
 	// BindTimeout (optional) bounds each wait for the kernel: a driver bind
 	// or unbind to show in sysfs, and (DEL after the pod netns is gone) the
 	// VF netdev to return to the host netns; a Go duration ("10s").
 	// Defaults to 10s.
 	BindTimeout string `json:"bindTimeout,omitempty"`
 
-	// Args is the CNI "args" convention: args.cni.mac.
-	Args plugin.CNIArgs `json:"args"`
-	// RuntimeConfig carries capabilities: mac, deviceID, CNIDeviceInfoFile.
-	RuntimeConfig struct {
-		MAC            string `json:"mac,omitempty"`
-		DeviceID       string `json:"deviceID,omitempty"`
-		DeviceInfoFile string `json:"CNIDeviceInfoFile,omitempty"`
-	} `json:"runtimeConfig"`
-
-	// Raw is the config as received, prevResult removed (kept for GC).
-	Raw []byte `json:"-"`
-	// Prev is the parsed prevResult, if any (CHECK).
-	Prev *current.Result `json:"-"`
 	// bindTimeout is BindTimeout parsed by Validate.
 	bindTimeout time.Duration
 }
@@ -110,11 +81,8 @@ type NetConf struct {
 // file fallback for deviceID is read later, at ADD (see resolveDeviceID).
 func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 	conf := &NetConf{Mode: ModeNetdev, SysfsRoot: "/", VlanProto: VlanProto8021Q, Spoofchk: "on", Trust: "off"}
-	if err := json.Unmarshal(stdin, conf); err != nil {
-		return nil, cnierr.Decode("parse network config: %w", err)
-	}
-	if conf.StateDir == "" {
-		conf.StateDir = hint.DefaultStateDir
+	if err := plugin.Decode(stdin, cniArgs, conf); err != nil {
+		return nil, err
 	}
 	if conf.SysfsRoot == "" {
 		conf.SysfsRoot = "/"
@@ -125,31 +93,10 @@ func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 	if conf.VlanQoS == nil {
 		conf.VlanQoS = new(int)
 	}
-	mac, err := plugin.ResolveMAC(conf.MAC, cniArgs, conf.Args, conf.RuntimeConfig.MAC)
-	if err != nil {
-		return nil, err
-	}
-	conf.MAC = mac
 	if conf.RuntimeConfig.DeviceID != "" {
 		conf.DeviceID = conf.RuntimeConfig.DeviceID
 	}
 	conf.DeviceID = strings.ToLower(strings.TrimSpace(conf.DeviceID))
-	if conf.RawPrevResult != nil {
-		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-			return nil, cnierr.Decode("parse prevResult: %w", err)
-		}
-		prev, err := current.NewResultFromResult(conf.PrevResult)
-		if err != nil {
-			return nil, cnierr.Decode("convert prevResult: %w", err)
-		}
-		conf.Prev = prev
-	}
-	raw := map[string]any{}
-	if err := json.Unmarshal(stdin, &raw); err != nil {
-		return nil, cnierr.Decode("parse network config: %w", err)
-	}
-	delete(raw, "prevResult")
-	conf.Raw, _ = json.Marshal(raw)
 	return conf, nil
 }
 
@@ -169,8 +116,8 @@ func onOff(key, v string) error {
 // Validate checks every field without touching sysfs or netlink. An empty
 // deviceID is allowed (ADD may find it in the device-info file).
 func (c *NetConf) Validate() error {
-	if c.Name == "" {
-		return cnierr.Config("name is required")
+	if err := c.NetConf.Validate(); err != nil {
+		return err
 	}
 	if c.Mode != ModeNetdev && c.Mode != ModeVFIO {
 		return cnierr.Config("mode %q is not one of %s, %s", c.Mode, ModeNetdev, ModeVFIO)
@@ -190,9 +137,6 @@ func (c *NetConf) Validate() error {
 	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 65535) {
 		return cnierr.Config("mtu %d is outside 68-65535", c.MTU)
 	}
-	if !filepath.IsAbs(c.StateDir) {
-		return cnierr.Config("stateDir %q must be an absolute path", c.StateDir)
-	}
 	c.bindTimeout = DefaultBindTimeout
 	if c.BindTimeout != "" {
 		d, err := time.ParseDuration(c.BindTimeout)
@@ -200,12 +144,6 @@ func (c *NetConf) Validate() error {
 			return cnierr.Config("bindTimeout %q is not a positive duration", c.BindTimeout)
 		}
 		c.bindTimeout = d
-	}
-	if c.RuntimeConfig.DeviceInfoFile != "" && !filepath.IsAbs(c.RuntimeConfig.DeviceInfoFile) {
-		return cnierr.Config("runtimeConfig.CNIDeviceInfoFile %q must be an absolute path", c.RuntimeConfig.DeviceInfoFile)
-	}
-	if err := c.Config.Validate(); err != nil {
-		return cnierr.Config("%w", err)
 	}
 	return nil
 }
@@ -268,19 +206,12 @@ func (c *NetConf) rates() (minRate, maxRate int) {
 	return minRate, maxRate
 }
 
-// guestMAC parses the configured MAC; nil when none is configured.
+// guestMAC is the configured MAC (validated by NetConf.Validate), nil when
+// none is configured; the zero address is refused (it clears a VF's admin
+// MAC).
 func (c *NetConf) guestMAC() (net.HardwareAddr, error) {
-	if c.MAC == "" {
-		return nil, nil
-	}
-	mac, err := net.ParseMAC(c.MAC)
-	if err != nil || len(mac) != 6 {
-		return nil, cnierr.Config("mac %q is not an Ethernet MAC address", c.MAC)
-	}
-	if mac[0]&1 == 1 {
-		return nil, cnierr.Config("mac %q is a multicast address", c.MAC)
-	}
-	if mac.String() == "00:00:00:00:00:00" {
+	mac := c.GuestMAC()
+	if mac != nil && mac.String() == "00:00:00:00:00:00" {
 		return nil, cnierr.Config("mac %q is the zero address", c.MAC)
 	}
 	return mac, nil

@@ -16,61 +16,64 @@ import (
 	"github.com/vmcni/vmcni/internal/ipam"
 	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/netns"
+	"github.com/vmcni/vmcni/internal/plugin"
 )
 
 // netdev applies the PF-side settings, moves the VF netdev into the pod
 // netns as CNI_IFNAME, sets MAC and MTU, and configures IPAM's addresses.
-func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (*current.Result, error) {
-	conf, args, st := a.conf, a.args, a.st
+// The pod gets a real netdev: there is no VM device, so no hint.
+func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (plugin.Outcome, error) {
+	conf, args, st := a.Conf, a.Args, a.st
 	// Restoring the host netdev's MAC must come after the PF-side admin MAC
 	// is restored (an untrusted VF may not change its MAC while the PF
-	// imposes one), so this state-based step is pushed before the knobs
-	// and runs after their undo steps.
-	a.undo.Push("restore netdev mac", func() error { return restoreHostMAC(st.Netdev, st.NetdevMAC) })
+	// imposes one), so this state-based step is registered before the
+	// knobs and runs after their undo steps.
+	a.Undo("restore netdev mac", func() error { return restoreHostMAC(st.Netdev, st.NetdevMAC) })
 	if err := a.applyVF(mac); err != nil {
-		return nil, err
+		return plugin.Outcome{}, err
 	}
-
 	podNS, err := netns.Open(args.Netns)
 	if err != nil {
-		return nil, cnierr.Env("CNI_NETNS: %w", err)
+		return plugin.Outcome{}, cnierr.Env("CNI_NETNS: %w", err)
 	}
 	defer podNS.Close()
-	l, err := link.ByName(st.Netdev)
+	err = a.Do("netdev-move", func() error { return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU) }, func() error {
+		l, err := link.ByName(st.Netdev)
+		if err != nil {
+			return err
+		}
+		if err = link.MoveToNetns(l, int(podNS.Fd()), args.IfName); err != nil {
+			return fmt.Errorf("move VF %q netdev into netns %q: %w", st.PCI, args.Netns, err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, err
+		return plugin.Outcome{}, err
 	}
-	if err = link.MoveToNetns(l, int(podNS.Fd()), args.IfName); err != nil {
-		return nil, fmt.Errorf("move VF %q netdev into netns %q: %w", st.PCI, args.Netns, err)
-	}
-	a.undo.Push("return netdev", func() error { return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU) })
-	if err = a.step("netdev-move"); err != nil {
-		return nil, err
-	}
-
 	iface := &current.Interface{Name: args.IfName, Sandbox: args.Netns, PciID: st.PCI}
-	err = netns.Do(args.Netns, func() error { return configurePodNetdev(iface, mac, conf.MTU) })
+	err = a.Do("netdev-config", nil, func() error {
+		return netns.Do(args.Netns, func() error { return configurePodNetdev(iface, mac, conf.MTU) })
+	})
 	if err != nil {
-		return nil, err
+		return plugin.Outcome{}, err
 	}
 	st.GuestMAC = iface.Mac
-	if err = a.step("netdev-config"); err != nil {
-		return nil, err
+	res, err := a.Allocate(ctx)
+	if err != nil {
+		return plugin.Outcome{}, err
 	}
-
-	res := &current.Result{CNIVersion: current.ImplementedSpecVersion, Interfaces: []*current.Interface{iface}}
-	ipamRes, err := a.allocate(ctx)
-	if err != nil || ipamRes == nil {
-		return res, err
+	res.CNIVersion = current.ImplementedSpecVersion
+	res.Interfaces = []*current.Interface{iface}
+	out := plugin.Outcome{Result: res, PodIf: 0}
+	if len(res.IPs) == 0 {
+		return out, nil
 	}
-	res.IPs, res.Routes, res.DNS = ipamRes.IPs, ipamRes.Routes, ipamRes.DNS
 	for _, ip := range res.IPs {
 		ip.Interface = current.Int(0)
 	}
-	if err = netns.Do(args.Netns, func() error { return ipam.ConfigureIface(args.IfName, res) }); err != nil {
-		return nil, err
-	}
-	return res, a.step("addresses")
+	return out, a.Do("addresses", nil, func() error {
+		return netns.Do(args.Netns, func() error { return ipam.ConfigureIface(args.IfName, res) })
+	})
 }
 
 // configurePodNetdev sets the MAC (when given) and MTU (when non-zero) of

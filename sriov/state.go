@@ -1,11 +1,5 @@
 package sriov
 
-import (
-	"encoding/json"
-
-	"github.com/vmcni/vmcni/internal/store"
-)
-
 // state is vm-sriov's part of an attachment record: which VF ADD took and
 // everything it must put back. It is written before the first change.
 type state struct {
@@ -31,21 +25,4 @@ type state struct {
 	NetdevMTU int    `json:"netdevMTU,omitempty"`
 	// GuestMAC is the MAC the pod (netdev) or guest (vfio) uses.
 	GuestMAC string `json:"guestMAC,omitempty"`
-	// DeviceInfoFile is the NPWG device-info file this ADD wrote, if any.
-	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
-}
-
-func stateOf(rec *store.Record) (*state, error) {
-	var st state
-	if len(rec.State) == 0 {
-		return &st, nil
-	}
-	if err := json.Unmarshal(rec.State, &st); err != nil {
-		return nil, err
-	}
-	return &st, nil
-}
-
-func (st *state) saveTo(rec *store.Record) {
-	rec.State, _ = json.Marshal(st)
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path/filepath"
 )
 
 // VFState is the PF-side configuration of one VF, as `ip link show <pf>`
@@ -47,19 +46,6 @@ type VFController interface {
 
 // linkStates maps link_state values to IFLA_VF_LINK_STATE_*.
 var linkStates = map[string]uint32{"auto": 0, "enable": 1, "disable": 2}
-
-// NewVFController returns the controller for sysfsRoot: netlink on a real
-// root. When sysfsRoot is not "/" and holds FakePFFile, it returns the
-// file-backed simulation instead (a test seam; see FakePF).
-func NewVFController(sysfsRoot string) VFController {
-	if filepath.Clean(sysfsRoot) != "/" {
-		fake := FakePF{Path: filepath.Join(sysfsRoot, FakePFFile)}
-		if fake.present() {
-			return fake
-		}
-	}
-	return netlinkVFs{}
-}
 
 func normProto(p uint16) uint16 {
 	if p == 0 {

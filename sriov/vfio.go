@@ -10,107 +10,78 @@ import (
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/pkg/hint"
 )
 
 // vfio binds the VF to vfio-pci, applies the PF-side settings (the guest's
-// VF driver reads them when it starts), allocates addresses and writes the
-// device-info file and the hint.
-func (a *addition) vfio(ctx context.Context, mac net.HardwareAddr, writeInfo bool) (*current.Result, error) {
-	conf, args, st := a.conf, a.args, a.st
+// VF driver reads them when it starts) and allocates addresses; the engine
+// writes the device-info file (unless the device plugin wrote one) and the
+// hint.
+func (a *addition) vfio(ctx context.Context, mac net.HardwareAddr, writeInfo bool) (plugin.Outcome, error) {
+	st := a.st
 	if err := a.bindVFIO(); err != nil {
-		return nil, err
+		return plugin.Outcome{}, err
 	}
 	if err := a.applyVF(mac); err != nil {
-		return nil, err
+		return plugin.Outcome{}, err
 	}
 	st.GuestMAC = mac.String()
-
-	res, err := a.allocate(ctx)
+	res, err := a.Allocate(ctx)
 	if err != nil {
-		return nil, err
-	}
-	if res == nil {
-		res = &current.Result{}
+		return plugin.Outcome{}, err
 	}
 	res.CNIVersion = current.ImplementedSpecVersion
 	for _, ip := range res.IPs {
 		ip.Interface = nil // no pod interface: AppendToResult points them at the pseudo-interface
 	}
 	h := &hint.Hint{
-		HintVersion: hint.Version, Plugin: PluginName, Network: conf.Name,
-		ContainerID: args.ContainerID, IfName: args.IfName, Kind: hint.KindVFIO,
+		Kind: hint.KindVFIO,
 		VFIO: &hint.VFIO{
 			PCIAddress: st.PCI, IOMMUGroup: st.IOMMUGroup,
 			DevicePath: a.fs.Path(path.Join("dev/vfio", st.IOMMUGroup)),
 		},
-		Guest: hint.GuestFromResult(res, -1, st.GuestMAC, conf.MTU),
+		Guest: hint.GuestFromResult(res, -1, st.GuestMAC, a.Conf.MTU),
 	}
-	if writeInfo && conf.RuntimeConfig.DeviceInfoFile != "" {
-		// Recorded first, so that DEL or GC after a crash removes it.
-		st.DeviceInfoFile = conf.RuntimeConfig.DeviceInfoFile
-		if err := a.saveRecord(); err != nil {
-			return nil, err
-		}
-		if _, err := hint.WriteDeviceInfo(st.DeviceInfoFile, h); err != nil {
-			return nil, fmt.Errorf("write device-info file %q: %w", st.DeviceInfoFile, err)
-		}
-		a.undo.Push("remove device-info", func() error { return hint.RemoveDeviceInfo(st.DeviceInfoFile) })
-		if err := a.step("device-info"); err != nil {
-			return nil, err
-		}
-	}
-	if err := hint.Write(conf.StateDir, h); err != nil {
-		return nil, fmt.Errorf("write hint: %w", err)
-	}
-	a.undo.Push("remove hint", func() error { return hint.Remove(conf.StateDir, args.ContainerID, args.IfName) })
-	if err := a.step("hint"); err != nil {
-		return nil, err
-	}
-	if _, err := hint.AppendToResult(res, h, -1); err != nil {
-		return nil, err
-	}
-	return res, nil
+	return plugin.Outcome{Result: res, Hint: h, PodIf: -1, DeviceInfo: writeInfo}, nil
 }
 
 // bindVFIO moves the VF to vfio-pci the way the kernel expects: unbind
 // from the current driver, driver_override = vfio-pci, drivers_probe; then
 // waits for the binding and /dev/vfio/<group>. A VF already on vfio-pci
-// (a device plugin's vfio pool) is left as it is.
+// (a device plugin's vfio pool) is left as it is. One state-based undo,
+// registered first, restores driver and override from whatever step the
+// binding stopped at.
 func (a *addition) bindVFIO() error {
-	st, hw, timeout := a.st, a.hw, a.conf.bindTimeout
+	st, hw, timeout := a.st, a.hw, a.Conf.bindTimeout
 	if st.OrigDriver == VFIODriver {
 		return nil
 	}
-	restore := func() error { return restoreDriver(hw, st.PCI, st.OrigDriver, st.OrigOverride, timeout) }
+	a.Undo("restore driver", func() error { return restoreDriver(hw, st.PCI, st.OrigDriver, st.OrigOverride, timeout) })
 	if st.OrigDriver != "" {
-		if err := hw.Unbind(st.PCI, st.OrigDriver); err != nil {
-			return fmt.Errorf("unbind VF %q from %q: %w", st.PCI, st.OrigDriver, err)
-		}
-		a.undo.Push("restore driver", restore)
-		if err := hw.WaitDriver(st.PCI, "", timeout); err != nil {
+		err := a.Do("unbind", nil, func() error {
+			if err := hw.Unbind(st.PCI, st.OrigDriver); err != nil {
+				return fmt.Errorf("unbind VF %q from %q: %w", st.PCI, st.OrigDriver, err)
+			}
+			return hw.WaitDriver(st.PCI, "", timeout)
+		})
+		if err != nil {
 			return err
 		}
-		if err := a.step("unbind"); err != nil {
+	}
+	if err := a.Do("driver-override", nil, func() error { return hw.SetOverride(st.PCI, VFIODriver) }); err != nil {
+		return err
+	}
+	err := a.Do("drivers-probe", nil, func() error {
+		if err := hw.Probe(st.PCI); err != nil {
 			return err
 		}
-	}
-	if err := hw.SetOverride(st.PCI, VFIODriver); err != nil {
-		return err
-	}
-	if st.OrigDriver == "" {
-		a.undo.Push("restore driver", restore)
-	}
-	if err := a.step("driver-override"); err != nil {
-		return err
-	}
-	if err := hw.Probe(st.PCI); err != nil {
-		return err
-	}
-	if err := hw.WaitDriver(st.PCI, VFIODriver, timeout); err != nil {
-		return fmt.Errorf("bind VF %q to %q (is the vfio-pci module loaded?): %w", st.PCI, VFIODriver, err)
-	}
-	if err := a.step("drivers-probe"); err != nil {
+		if err := hw.WaitDriver(st.PCI, VFIODriver, timeout); err != nil {
+			return fmt.Errorf("bind VF %q to %q (is the vfio-pci module loaded?): %w", st.PCI, VFIODriver, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
 	return hw.WaitExists(path.Join("dev/vfio", st.IOMMUGroup), timeout)

@@ -1,6 +1,7 @@
 package link
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,7 +9,15 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/vmcni/vmcni/internal/fault"
 )
+
+// created is the fault point right after a link exists and before it is
+// configured: a create that fails from here on has left the link behind.
+func created(ctx context.Context, name string) error {
+	return fault.Point(ctx, "link "+name+" created")
+}
 
 // Veth describes a veth pair whose peer is created directly inside another
 // namespace (one netlink request, no rename).
@@ -25,8 +34,9 @@ type Veth struct {
 }
 
 // CreateVeth creates the pair and brings the host end up. The peer stays
-// down; configure it from inside its namespace.
-func CreateVeth(v Veth) (netlink.Link, error) {
+// down; configure it from inside its namespace. An error after the pair
+// exists leaves it in place (delete it by name).
+func CreateVeth(ctx context.Context, v Veth) (netlink.Link, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = v.HostName
 	attrs.MTU = v.MTU
@@ -41,6 +51,9 @@ func CreateVeth(v Veth) (netlink.Link, error) {
 	if err := retry(func() error { return netlink.LinkAdd(veth) }); err != nil {
 		return nil, fmt.Errorf("create veth %q (peer %q): %w", v.HostName, v.PeerName, err)
 	}
+	if err := created(ctx, v.HostName); err != nil {
+		return nil, err
+	}
 	host, err := ByName(v.HostName)
 	if err != nil {
 		return nil, err
@@ -49,9 +62,10 @@ func CreateVeth(v Veth) (netlink.Link, error) {
 }
 
 // EnsureBridge returns the bridge called name, creating it (up, with mtu) if
-// it does not exist; created tells which. A link of another type with that
-// name is an error.
-func EnsureBridge(name string, mtu int) (br *netlink.Bridge, created bool, err error) {
+// it does not exist; isNew tells which, also when err is not nil (the
+// bridge exists, but could not be brought up). A link of another type with
+// that name is an error.
+func EnsureBridge(ctx context.Context, name string, mtu int) (br *netlink.Bridge, isNew bool, err error) {
 	l, err := ByName(name)
 	if err == nil {
 		existing, ok := l.(*netlink.Bridge)
@@ -74,10 +88,13 @@ func EnsureBridge(name string, mtu int) (br *netlink.Bridge, created bool, err e
 	newBr := &netlink.Bridge{LinkAttrs: attrs}
 	err = retry(func() error { return netlink.LinkAdd(newBr) })
 	if errors.Is(err, syscall.EEXIST) {
-		return EnsureBridge(name, mtu) // another ADD won the race
+		return EnsureBridge(ctx, name, mtu) // another ADD won the race
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("create bridge %q: %w", name, err)
+	}
+	if err = created(ctx, name); err != nil {
+		return nil, true, err
 	}
 	l, err = ByName(name)
 	if err != nil {
@@ -115,10 +132,15 @@ func (t Tap) Flags() netlink.TuntapFlag {
 // CreateTap creates the tap, persistent, with no process attached, sets its
 // MTU and MAC and brings it up. It acts in the calling thread's netns (the
 // tun driver uses the opener's namespace). The owner and group are only set
-// when given (netlink's Tuntap always sets them, to root when unset).
-func CreateTap(t Tap) (netlink.Link, error) {
+// when given (netlink's Tuntap always sets them, to root when unset). An
+// existing link of that name is an error (IFF_TUN_EXCL): it is not ours.
+// An error after the tap exists leaves it in place (delete it by name).
+func CreateTap(ctx context.Context, t Tap) (netlink.Link, error) {
 	if err := createPersistentTap(t); err != nil {
 		return nil, fmt.Errorf("create tap %q: %w", t.Name, err)
+	}
+	if err := created(ctx, t.Name); err != nil {
+		return nil, err
 	}
 	l, err := ByName(t.Name)
 	if err != nil {
@@ -140,7 +162,7 @@ func createPersistentTap(t Tap) error {
 	if err != nil {
 		return err
 	}
-	req.SetUint16(uint16(unix.IFF_TAP | t.Flags()))
+	req.SetUint16(uint16(unix.IFF_TAP|unix.IFF_TUN_EXCL) | uint16(t.Flags()))
 	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, req); err != nil {
 		return fmt.Errorf("TUNSETIFF: %w", err)
 	}
@@ -196,8 +218,9 @@ func ValidMacvtapMode(mode string) bool {
 	return ok
 }
 
-// CreateMacvtap creates the macvtap and brings it up.
-func CreateMacvtap(m Macvtap) (netlink.Link, error) {
+// CreateMacvtap creates the macvtap and brings it up. An error after the
+// macvtap exists leaves it in place (delete it by name).
+func CreateMacvtap(ctx context.Context, m Macvtap) (netlink.Link, error) {
 	mode, ok := macvlanModes[m.Mode]
 	if !ok {
 		return nil, fmt.Errorf("unknown macvtap mode %q", m.Mode)
@@ -211,6 +234,9 @@ func CreateMacvtap(m Macvtap) (netlink.Link, error) {
 	mvt := &netlink.Macvtap{Macvlan: netlink.Macvlan{LinkAttrs: attrs, Mode: mode}}
 	if err := retry(func() error { return netlink.LinkAdd(mvt) }); err != nil {
 		return nil, fmt.Errorf("create macvtap %q on %q: %w", m.Name, m.Parent.Attrs().Name, err)
+	}
+	if err := created(ctx, m.Name); err != nil {
+		return nil, err
 	}
 	l, err := ByName(m.Name)
 	if err != nil {
@@ -227,8 +253,9 @@ func CreateMacvtap(m Macvtap) (netlink.Link, error) {
 
 // CreateBridge creates a bridge for the in-netns bridge mode, without
 // multicast snooping (it joins one pod interface and one VM device), and
-// brings it up.
-func CreateBridge(name string, mtu int) (netlink.Link, error) {
+// brings it up. An error after the bridge exists leaves it in place
+// (delete it by name).
+func CreateBridge(ctx context.Context, name string, mtu int) (netlink.Link, error) {
 	attrs := netlink.NewLinkAttrs()
 	attrs.Name = name
 	attrs.MTU = mtu
@@ -236,6 +263,9 @@ func CreateBridge(name string, mtu int) (netlink.Link, error) {
 	br := &netlink.Bridge{LinkAttrs: attrs, MulticastSnooping: &snooping}
 	if err := retry(func() error { return netlink.LinkAdd(br) }); err != nil {
 		return nil, fmt.Errorf("create bridge %q: %w", name, err)
+	}
+	if err := created(ctx, name); err != nil {
+		return nil, err
 	}
 	l, err := ByName(name)
 	if err != nil {

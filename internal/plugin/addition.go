@@ -61,7 +61,19 @@ func (a *Addition[C, S]) Begin(st *S) error {
 		Plugin: a.engine.spec.Name, Network: c.Name, ContainerID: a.Args.ContainerID,
 		IfName: a.Args.IfName, Netns: a.Args.Netns, Config: c.Raw, Args: a.Args.Args,
 	}
-	return a.Do("record", func() error { return a.store.Delete(a.Args.ContainerID, a.Args.IfName) }, a.Save)
+	return a.Claim("record", func() error { return a.store.Delete(a.Args.ContainerID, a.Args.IfName) }, a.Save)
+}
+
+// Claim is Do for a step that takes a resource (the record, a device's
+// allocation): its release is skipped when an undo registered after it
+// fails, so a device that could not be restored is not handed to the next
+// pod, and its record lets DEL or GC finish the job.
+func (a *Addition[C, S]) Claim(step string, release func() error, take func() error) error {
+	a.undo.PushRelease(step, release)
+	if err := take(); err != nil {
+		return err
+	}
+	return a.Step(step)
 }
 
 // Save rewrites the record with the current State.
@@ -91,6 +103,10 @@ func (a *Addition[C, S]) Do(step string, undo func() error, do func() error) err
 
 // Undo registers fn to revert a side effect about to happen.
 func (a *Addition[C, S]) Undo(name string, fn func() error) { a.undo.Push(name, fn) }
+
+// UndoRelease registers fn to give back a resource about to be taken,
+// skipped like Claim's when a later undo fails.
+func (a *Addition[C, S]) UndoRelease(name string, fn func() error) { a.undo.PushRelease(name, fn) }
 
 // Step reports that the side effect named step is done; an error from the
 // fault hook must fail the ADD there.
@@ -122,7 +138,7 @@ func (a *Addition[C, S]) Allocate(ctx context.Context) (*current.Result, error) 
 		return &current.Result{CNIVersion: current.ImplementedSpecVersion}, nil
 	}
 	var res *current.Result
-	err := a.Do("ipam", func() error { return d.Del(context.Background(), a.Key()) }, func() error {
+	err := a.Claim("ipam", func() error { return d.Del(context.Background(), a.Key()) }, func() error {
 		var err error
 		res, err = d.Add(ctx, a.Key())
 		return err
@@ -139,36 +155,48 @@ func (a *Addition[C, S]) run(ctx context.Context) (*current.Result, error) {
 	if a.rec == nil {
 		return nil, errors.New("plugin: ADD steps never called Begin")
 	}
+	if h := out.Hint; h != nil {
+		if err = a.publish(h, out); err != nil {
+			return nil, err
+		}
+	}
+	a.rec.Complete = true
+	return out.Result, a.Save()
+}
+
+// publish completes the hint, writes the device-info file (when asked)
+// and the hint file, and appends the hint to the result.
+func (a *Addition[C, S]) publish(h *hint.Hint, out Outcome) error {
 	c := a.Conf.Common()
-	h := out.Hint
 	h.HintVersion, h.Plugin, h.Network = hint.Version, a.engine.spec.Name, c.Name
 	h.ContainerID, h.IfName = a.Args.ContainerID, a.Args.IfName
 	if file := c.RuntimeConfig.DeviceInfoFile; out.DeviceInfo && file != "" {
 		a.rec.DeviceInfoFile = file
-		err = a.Do("device-info", func() error { return hint.RemoveDeviceInfo(file) }, func() error {
+		err := a.Do("device-info", func() error { return hint.RemoveDeviceInfo(file) }, func() error {
+			if err := a.Save(); err != nil { // recorded first: DEL after a crash removes it
+				return err
+			}
 			if _, err := hint.WriteDeviceInfo(file, h); err != nil {
 				return fmt.Errorf("write device-info file %q: %w", file, err)
 			}
-			return a.Save()
+			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	err = a.Do("hint", func() error { return hint.Remove(c.StateDir, a.Args.ContainerID, a.Args.IfName) }, func() error {
+	a.rec.Hint = true
+	err := a.Do("hint", func() error { return hint.Remove(c.StateDir, a.Args.ContainerID, a.Args.IfName) }, func() error {
 		if err := hint.Write(c.StateDir, h); err != nil {
 			return fmt.Errorf("write hint: %w", err)
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if _, err = hint.AppendToResult(out.Result, h, out.PodIf); err != nil {
-		return nil, err
-	}
-	a.rec.Complete = true
-	return out.Result, a.Save()
+	_, err = hint.AppendToResult(out.Result, h, out.PodIf)
+	return err
 }
 
 // conclude ends an ADD's side effects: with err nil it commits; else it

@@ -88,8 +88,9 @@ type Spec[C Config, S any] struct {
 }
 
 // Outcome is what a plugin's ADD steps produced: the result, the hint
-// (the engine completes it, writes it and appends it to the result) and
-// the index of the pod interface in the result (-1 for none).
+// (the engine completes it, writes it and appends it to the result; nil
+// when the attachment has no VM device) and the index of the pod
+// interface in the result (-1 for none).
 type Outcome struct {
 	Result *current.Result
 	Hint   *hint.Hint
@@ -154,10 +155,14 @@ func (e *Engine[C, S]) load(args *skel.CmdArgs) (C, error) {
 	if err != nil {
 		return conf, err
 	}
-	if err = conf.Validate(); err != nil {
-		return conf, err
+	return conf, validate(conf, args)
+}
+
+func validate(conf Config, args *skel.CmdArgs) error {
+	if err := conf.Validate(); err != nil {
+		return err
 	}
-	return conf, ValidateArgs(args.ContainerID, args.IfName)
+	return ValidateArgs(args.ContainerID, args.IfName)
 }
 
 func (e *Engine[C, S]) connect(ctx context.Context, conf C, cmd Command, log *slog.Logger) (Conn, func(), error) {
@@ -232,11 +237,14 @@ func (e *Engine[C, S]) Add(args *skel.CmdArgs) error {
 // what Assume derives from the config. DEL of a configuration ADD refuses
 // succeeds when there is no record (RefusedDel).
 func (e *Engine[C, S]) Del(args *skel.CmdArgs) error {
-	conf, err := e.load(args)
+	conf, err := e.spec.Parse(args.StdinData, args.Args)
 	if err != nil {
-		return RefusedDel(stateDirOf(conf), args.ContainerID, args.IfName, err)
+		return err
 	}
 	c := conf.Common()
+	if err = validate(conf, args); err != nil {
+		return RefusedDel(c.StateDir, args.ContainerID, args.IfName, err)
+	}
 	at, err := OpenAttachment(e.spec.Name, string(CmdDel), c.Config, c.StateDir, args)
 	if err != nil {
 		return err
@@ -286,13 +294,6 @@ func (u unreadable) Unwrap() error { return u.error }
 func isUnreadable(err error) bool {
 	_, ok := err.(unreadable)
 	return ok
-}
-
-func stateDirOf(conf Config) string {
-	if c := conf.Common(); c != nil {
-		return c.StateDir
-	}
-	return ""
 }
 
 // teardownRecord runs DEL for a recorded attachment with the config ADD
@@ -356,12 +357,14 @@ func (e *Engine[C, S]) Check(args *skel.CmdArgs) error {
 	if err = json.Unmarshal(rec.State, st); err != nil {
 		return fmt.Errorf("recorded state: %w", err)
 	}
-	h, err := hint.Read(c.StateDir, args.ContainerID, args.IfName)
-	if err != nil {
-		return fmt.Errorf("hint: %w", err)
-	}
-	if err = hint.CheckResult(c.Prev, h); err != nil {
-		return err
+	var h *hint.Hint
+	if rec.Hint {
+		if h, err = hint.Read(c.StateDir, args.ContainerID, args.IfName); err != nil {
+			return fmt.Errorf("hint: %w", err)
+		}
+		if err = hint.CheckResult(c.Prev, h); err != nil {
+			return err
+		}
 	}
 	ctx := context.Background()
 	conn, closeConn, err := e.connect(ctx, conf, CmdCheck, nil)
@@ -378,7 +381,8 @@ func (e *Engine[C, S]) Check(args *skel.CmdArgs) error {
 	return nil
 }
 
-// Checking is one CHECK's view of a recorded attachment.
+// Checking is one CHECK's view of a recorded attachment (Hint is nil when
+// ADD wrote none).
 type Checking[C Config, S any] struct {
 	Conf  C
 	Args  *skel.CmdArgs

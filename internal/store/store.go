@@ -43,6 +43,8 @@ type Record struct {
 	Args string `json:"args,omitempty"`
 	// State is plugin-specific: the names it creates, values it must restore.
 	State json.RawMessage `json:"state,omitempty"`
+	// Hint reports whether ADD wrote a hint file (package hint).
+	Hint bool `json:"hint,omitempty"`
 	// DeviceInfoFile is the NPWG device-info file ADD wrote, if any.
 	DeviceInfoFile string    `json:"deviceInfoFile,omitempty"`
 	Complete       bool      `json:"complete"`

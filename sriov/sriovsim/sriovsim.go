@@ -43,7 +43,7 @@
 //     which holds no reference to them, and follows the VF side's MTU in
 //     the netns it went to. Netns destruction is asynchronous: WaitNetdev
 //     waits for the refund.
-//   - The PF's VF table, sriov.FakePFFile: its presence makes vm-sriov use
+//   - The PF's VF table, FakePFFile: its presence makes vm-sriov use
 //     sriov.FakePF instead of netlink for the PF-side VF settings.
 //
 // # Sysfs attributes
@@ -267,7 +267,7 @@ func (k *Kernel) build(o Options) {
 	}
 	device(PFAddr, pfDriver, "10")
 	mkdir(devDir(PFAddr) + "/net/" + k.PFName)
-	table := &sriov.FakePFTable{PFs: map[string][]sriov.VFState{k.PFName: {}}}
+	table := &FakePFTable{PFs: map[string][]sriov.VFState{k.PFName: {}}}
 	for i := 0; i < o.VFs; i++ {
 		addr := VFAddr(i)
 		device(addr, NetDriver, fmt.Sprint(100+i))
@@ -411,7 +411,7 @@ func (k *Kernel) TakeWrites() []string {
 	return w
 }
 
-func (k *Kernel) fakePF() sriov.FakePF { return sriov.FakePF{Path: k.Abs(sriov.FakePFFile)} }
+func (k *Kernel) fakePF() FakePF { return FakePF{Path: k.Abs(FakePFFile)} }
 
 // VF returns VF i's PF-side settings.
 func (k *Kernel) VF(i int) sriov.VFState {
@@ -422,7 +422,7 @@ func (k *Kernel) VF(i int) sriov.VFState {
 }
 
 // TakeCalls returns and clears the PF-side calls made so far, in order (see
-// sriov.FakePFTable.Calls).
+// FakePFTable.Calls).
 func (k *Kernel) TakeCalls() []string {
 	k.t.Helper()
 	f := k.fakePF()
