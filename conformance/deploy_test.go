@@ -31,7 +31,7 @@ var validators = map[string]func([]byte) error{
 		return c.ValidateForAdd()
 	},
 	"vm-vhostuser": func(b []byte) error {
-		c, err := vhostuser.ParseConfig(b)
+		c, err := vhostuser.ParseConfig(b, "")
 		if err != nil {
 			return err
 		}

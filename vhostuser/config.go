@@ -1,21 +1,14 @@
 package vhostuser
 
 import (
-	"encoding/json"
-	"net"
-	"os/user"
+	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
-	"github.com/containernetworking/cni/pkg/types"
-	current "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/cni/pkg/version"
-
 	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/logging"
-	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/socketdir"
 )
 
 // Backends.
@@ -29,14 +22,11 @@ const (
 	DefaultSocketDir = "/run/vmcni/vhost-user"
 	DefaultOVSDB     = "unix:/var/run/openvswitch/db.sock"
 	socketName       = "sock"
-	// maxSocketPath is sun_path's size (108) minus the terminating NUL.
-	maxSocketPath = 107
 )
 
 // NetConf is vm-vhostuser's network configuration.
 type NetConf struct {
-	types.PluginConf
-	logging.Config
+	plugin.NetConf
 
 	// Backend (optional) is ovs-dpdk or none. Defaults to ovs-dpdk.
 	Backend string `json:"backend,omitempty"`
@@ -65,62 +55,30 @@ type NetConf struct {
 	Queues int `json:"queues,omitempty"`
 	// MTU (optional) of the guest and the OVS interface (mtu_request).
 	MTU int `json:"mtu,omitempty"`
-	// MAC (optional) the guest uses. Defaults to a random local MAC.
-	MAC string `json:"mac,omitempty"`
 	// VLAN (optional) is the OVS access tag, 1-4094. Defaults to none.
 	VLAN int `json:"vlan,omitempty"`
-	// StateDir (optional) holds records and hint files. Defaults to
-	// /var/lib/cni/vmcni.
-	StateDir string `json:"stateDir,omitempty"`
-
-	RuntimeConfig struct {
-		MAC            string `json:"mac,omitempty"`
-		DeviceInfoFile string `json:"CNIDeviceInfoFile,omitempty"`
-	} `json:"runtimeConfig"`
-
-	// Raw is the config as received, prevResult removed (kept for GC).
-	Raw []byte `json:"-"`
-	// Prev is prevResult (CHECK).
-	Prev *current.Result `json:"-"`
-	gid  int
-	mode uint32
+	mode os.FileMode
 }
 
 // bridgeName is what OVS and this plugin accept as a bridge name.
 var bridgeName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
-// ParseConfig decodes stdin and applies defaults; runtimeConfig.mac
-// overrides mac. It has no side effects; call Validate next.
-func ParseConfig(stdin []byte) (*NetConf, error) {
+// ParseConfig decodes stdin and applies defaults and the MAC overrides
+// (CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac). It has no side
+// effects; call Validate next.
+func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 	c := &NetConf{Backend: BackendOVSDPDK, OVSDB: DefaultOVSDB, OVSTimeout: 5, SocketDir: DefaultSocketDir,
-		Mode: "server", SocketDirMode: "0750", Queues: 1, StateDir: hint.DefaultStateDir}
-	if err := json.Unmarshal(stdin, c); err != nil {
-		return nil, cnierr.Decode("parse network config: %w", err)
+		Mode: "server", SocketDirMode: "0750", Queues: 1}
+	if err := plugin.Decode(stdin, cniArgs, c); err != nil {
+		return nil, err
 	}
-	if c.RuntimeConfig.MAC != "" {
-		c.MAC = c.RuntimeConfig.MAC
-	}
-	if c.RawPrevResult != nil {
-		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
-			return nil, cnierr.Decode("parse prevResult: %w", err)
-		}
-		prev, err := current.NewResultFromResult(c.PrevResult)
-		if err != nil {
-			return nil, cnierr.Decode("convert prevResult: %w", err)
-		}
-		c.Prev = prev
-	}
-	raw := map[string]any{}
-	_ = json.Unmarshal(stdin, &raw)
-	delete(raw, "prevResult")
-	c.Raw, _ = json.Marshal(raw)
 	return c, nil
 }
 
 // Validate checks every field without touching the system.
 func (c *NetConf) Validate() error {
-	if c.Name == "" {
-		return cnierr.Config("name is required")
+	if err := c.NetConf.Validate(); err != nil {
+		return err
 	}
 	switch c.Backend {
 	case BackendOVSDPDK:
@@ -143,16 +101,9 @@ func (c *NetConf) Validate() error {
 	if !filepath.IsAbs(c.SocketDir) || filepath.Clean(c.SocketDir) != c.SocketDir {
 		return cnierr.Config("socketDir %q must be a clean absolute path", c.SocketDir)
 	}
-	if !filepath.IsAbs(c.StateDir) {
-		return cnierr.Config("stateDir %q must be an absolute path", c.StateDir)
-	}
-	mode, err := strconv.ParseUint(c.SocketDirMode, 8, 32)
-	if err != nil || mode > 0o777 || mode&0o700 != 0o700 {
-		return cnierr.Config("socketDirMode %q must be octal, at most 0777, with owner rwx", c.SocketDirMode)
-	}
-	c.mode = uint32(mode)
-	if c.gid, err = lookupGroup(c.Group); err != nil {
-		return cnierr.Config("group: %w", err)
+	var err error
+	if c.mode, err = socketdir.ParseMode(c.SocketDirMode); err != nil {
+		return err
 	}
 	if c.Queues < 1 || c.Queues > 64 {
 		return cnierr.Config("queues %d is outside 1-64", c.Queues)
@@ -163,55 +114,15 @@ func (c *NetConf) Validate() error {
 	if c.VLAN < 0 || c.VLAN > 4094 {
 		return cnierr.Config("vlan %d is outside 0-4094", c.VLAN)
 	}
-	if c.MAC != "" {
-		mac, err := net.ParseMAC(c.MAC)
-		if err != nil || len(mac) != 6 || mac[0]&1 == 1 {
-			return cnierr.Config("mac %q is not a unicast Ethernet MAC", c.MAC)
-		}
-	}
 	if c.OVSTimeout < 1 || c.OVSTimeout > 300 {
 		return cnierr.Config("ovsTimeout %d is outside 1-300 seconds", c.OVSTimeout)
-	}
-	if err := c.Config.Validate(); err != nil {
-		return cnierr.Config("%w", err)
 	}
 	return nil
 }
 
-func lookupGroup(g string) (int, error) {
-	if g == "" {
-		return 0, nil
-	}
-	if gid, err := strconv.Atoi(g); err == nil && gid >= 0 {
-		return gid, nil
-	}
-	grp, err := user.LookupGroup(g)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(grp.Gid)
-}
-
-// Paths are an attachment's directory and socket.
-type Paths struct {
-	Dir    string `json:"dir"`
-	Socket string `json:"socket"`
-}
-
 // PathsFor returns the directory and socket of (containerID, ifName) under
-// socketDir and checks them: they must stay inside socketDir and the socket
-// path must fit in sun_path (107 bytes).
-func PathsFor(socketDir, containerID, ifName string) (Paths, error) {
-	if err := hint.ValidateKey(containerID, ifName); err != nil {
-		return Paths{}, cnierr.Env("%w", err)
-	}
-	dir := filepath.Join(socketDir, containerID+"-"+ifName)
-	if filepath.Dir(dir) != socketDir {
-		return Paths{}, cnierr.Config("attachment directory %q escapes socketDir %q", dir, socketDir)
-	}
-	sock := filepath.Join(dir, socketName)
-	if len(sock) > maxSocketPath {
-		return Paths{}, cnierr.Config("socket path %q is %d bytes; unix sockets allow %d (shorten socketDir or the container ID)", sock, len(sock), maxSocketPath)
-	}
-	return Paths{Dir: dir, Socket: sock}, nil
+// socketDir: <socketDir>/<containerID>/<ifName>/sock, checked by package
+// socketdir (inside socketDir, within sun_path).
+func PathsFor(socketDir, containerID, ifName string) (socketdir.Paths, error) {
+	return socketdir.For(socketDir, containerID, ifName, socketName)
 }

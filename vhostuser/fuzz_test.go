@@ -23,7 +23,7 @@ func FuzzParseConfig(f *testing.F) {
 		f.Add([]byte(seed), "c1", "eth0")
 	}
 	f.Fuzz(func(t *testing.T, stdin []byte, containerID, ifName string) {
-		conf, err := vhostuser.ParseConfig(stdin)
+		conf, err := vhostuser.ParseConfig(stdin, "")
 		if !testutil.ExpectCode(t, "ParseConfig", err, 6) || !testutil.ExpectCode(t, "Validate", conf.Validate(), 7) {
 			return
 		}

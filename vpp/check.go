@@ -5,65 +5,18 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/containernetworking/cni/pkg/skel"
-	current "github.com/containernetworking/cni/pkg/types/100"
-
-	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/ipam"
-	"github.com/vmcni/vmcni/internal/store"
+	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
-// Check implements CNI CHECK: the record is complete, the hint exists and
-// prevResult carries it; in VPP the tagged interface exists, is admin up,
-// has the MTU and is, in l2, a member of the bridge domain, in l3
-// unnumbered to the network's gateway loopback; IPAM CHECK passes. The
-// loopback's addresses and the host routes are not re-read.
-func (p *Plugin) Check(args *skel.CmdArgs) error {
-	conf, err := ParseConfig(args.StdinData, args.Args)
-	if err != nil {
-		return err
-	}
-	if err = conf.Validate(); err != nil {
-		return err
-	}
-	if conf.PrevResult == nil {
-		return cnierr.Config("CHECK needs prevResult")
-	}
-	prev, err := current.NewResultFromResult(conf.PrevResult)
-	if err != nil {
-		return cnierr.Decode("convert prevResult: %w", err)
-	}
-	rec, err := store.New(conf.StateDir).GetComplete(args.ContainerID, args.IfName)
-	if err != nil {
-		return err
-	}
-	st, err := stateOf(rec)
-	if err != nil {
-		return err
-	}
-	h, err := hint.Read(conf.StateDir, args.ContainerID, args.IfName)
-	if err != nil {
-		return fmt.Errorf("hint: %w", err)
-	}
-	if err = hint.CheckResult(prev, h); err != nil {
-		return err
-	}
-	ctx := context.Background()
-	client, err := p.dial(ctx, conf)
-	if err != nil {
-		return addError(err)
-	}
-	defer client.Close()
-	if err = checkVPP(client, conf.Name, st, h); err != nil {
-		return err
-	}
-	if st.IPAM != "" {
-		a := ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args}
-		return ipamDelegate(conf, args.StdinData).Check(ctx, a)
-	}
-	return nil
+// check is vm-vpp's CHECK, after the engine's (complete record, hint
+// carried by prevResult, IPAM CHECK): in VPP the tagged interface exists,
+// is admin up, has the MTU and is, in l2, a member of the bridge domain,
+// in l3 unnumbered to the network's gateway loopback. The loopback's
+// addresses and the host routes are not re-read.
+func check(_ context.Context, c *plugin.Checking[*NetConf, state]) error {
+	return checkVPP(clientOf(c.Conn), c.Conf.Name, c.State, c.Hint)
 }
 
 func checkVPP(c *vppapi.Client, network string, st *state, h *hint.Hint) error {

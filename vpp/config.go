@@ -4,17 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
-	"github.com/containernetworking/cni/pkg/types"
-	"github.com/containernetworking/cni/pkg/version"
-
 	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/logging"
 	"github.com/vmcni/vmcni/internal/plugin"
-	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/internal/socketdir"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
@@ -97,8 +93,7 @@ type MemifConf struct {
 
 // NetConf is vm-vpp's network configuration.
 type NetConf struct {
-	types.PluginConf
-	logging.Config
+	plugin.NetConf
 
 	// APISocket (optional) is VPP's binary API socket. Defaults to
 	// /run/vpp/api.sock.
@@ -136,29 +131,12 @@ type NetConf struct {
 	// MTU (optional) of the VPP interface and the guest, 68-9216. Defaults
 	// to 1500.
 	MTU int `json:"mtu,omitempty"`
-	// MAC (optional) is the guest's MAC. Defaults to a random locally
-	// administered one. Overridden by CNI_ARGS MAC < args.cni.mac <
-	// runtimeConfig.mac.
-	MAC string `json:"mac,omitempty"`
 	// VppMAC (optional) is the MAC of VPP's interface (the guest's next hop
 	// in l3). Defaults to one VPP chooses.
 	VppMAC string `json:"vppMac,omitempty"`
-	// StateDir (optional) holds attachment records and hint files. Defaults
-	// to /var/lib/cni/vmcni.
-	StateDir string `json:"stateDir,omitempty"`
 
-	// Args is the CNI "args" convention: args.cni.mac.
-	Args plugin.CNIArgs `json:"args"`
-	// RuntimeConfig carries capabilities: mac, CNIDeviceInfoFile.
-	RuntimeConfig struct {
-		MAC            string `json:"mac,omitempty"`
-		DeviceInfoFile string `json:"CNIDeviceInfoFile,omitempty"`
-	} `json:"runtimeConfig"`
-
-	// Raw is the config as received, prevResult removed (kept for GC).
-	Raw []byte `json:"-"`
 	// dirMode is SocketDirMode parsed by Validate.
-	dirMode uint32
+	dirMode os.FileMode
 }
 
 // ParseConfig decodes stdin, applies defaults and merges the MAC overrides
@@ -169,11 +147,11 @@ func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 		APISocket: vppapi.DefaultSocket, Timeout: Duration{DefaultTimeout},
 		Interface: InterfaceVhostUser, Network: NetworkL2, SocketDir: DefaultSocketDir,
 		SocketDirMode: fmt.Sprintf("%04o", DefaultSocketDirMode), Mode: RoleServer, Queues: 1,
-		MTU: DefaultMTU, StateDir: hint.DefaultStateDir,
+		MTU:   DefaultMTU,
 		Memif: MemifConf{Role: RoleClient, Mode: "ethernet", RingSize: DefaultRingSize, BufferSize: DefaultBufferSize},
 	}
-	if err := json.Unmarshal(stdin, conf); err != nil {
-		return nil, cnierr.Decode("parse network config: %w", err)
+	if err := plugin.Decode(stdin, cniArgs, conf); err != nil {
+		return nil, err
 	}
 	if conf.Memif.RxQueues == 0 {
 		conf.Memif.RxQueues = conf.Queues
@@ -181,29 +159,13 @@ func ParseConfig(stdin []byte, cniArgs string) (*NetConf, error) {
 	if conf.Memif.TxQueues == 0 {
 		conf.Memif.TxQueues = conf.Queues
 	}
-	mac, err := plugin.ResolveMAC(conf.MAC, cniArgs, conf.Args, conf.RuntimeConfig.MAC)
-	if err != nil {
-		return nil, err
-	}
-	conf.MAC = mac
-	if conf.RawPrevResult != nil {
-		if err := version.ParsePrevResult(&conf.PluginConf); err != nil {
-			return nil, cnierr.Decode("parse prevResult: %w", err)
-		}
-	}
-	raw := map[string]any{}
-	if err := json.Unmarshal(stdin, &raw); err != nil {
-		return nil, cnierr.Decode("parse network config: %w", err)
-	}
-	delete(raw, "prevResult")
-	conf.Raw, _ = json.Marshal(raw)
 	return conf, nil
 }
 
 // Validate checks every field without touching the system.
 func (c *NetConf) Validate() error {
-	if c.Name == "" {
-		return cnierr.Config("name is required")
+	if err := c.NetConf.Validate(); err != nil {
+		return err
 	}
 	if !filepath.IsAbs(c.APISocket) {
 		return cnierr.Config("apiSocket %q must be an absolute path", c.APISocket)
@@ -237,22 +199,13 @@ func (c *NetConf) Validate() error {
 	if c.MTU < 68 || c.MTU > 9216 {
 		return cnierr.Config("mtu %d is outside 68-9216", c.MTU)
 	}
-	if err := validateMAC("mac", c.MAC); err != nil {
-		return err
-	}
 	if err := validateMAC("vppMac", c.VppMAC); err != nil {
 		return err
 	}
 	if c.MAC != "" && c.VppMAC != "" && sameMAC(c.MAC, c.VppMAC) {
 		return cnierr.Config("vppMac %q equals the guest's mac: VPP's port must have its own MAC", c.VppMAC)
 	}
-	if err := c.validateDirs(); err != nil {
-		return err
-	}
-	if err := c.Config.Validate(); err != nil {
-		return cnierr.Config("%w", err)
-	}
-	return nil
+	return c.validateSocketDir()
 }
 
 // ValidateForAdd is Validate plus what only ADD requires: l3 needs an IPAM
@@ -261,6 +214,10 @@ func (c *NetConf) ValidateForAdd() error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
+	return c.addOnly()
+}
+
+func (c *NetConf) addOnly() error {
 	if c.Network == NetworkL3 && c.IPAM.Type == "" {
 		return cnierr.Config("network l3 needs ipam: VPP takes the gateways and the guest's host routes from it")
 	}
@@ -296,19 +253,13 @@ func (c *NetConf) validateMemif() error {
 	return nil
 }
 
-func (c *NetConf) validateDirs() error {
-	if !filepath.IsAbs(c.StateDir) {
-		return cnierr.Config("stateDir %q must be an absolute path", c.StateDir)
-	}
+func (c *NetConf) validateSocketDir() error {
 	if !filepath.IsAbs(c.SocketDir) || filepath.Clean(c.SocketDir) != c.SocketDir || c.SocketDir == "/" {
 		return cnierr.Config("socketDir %q must be a clean absolute path other than /", c.SocketDir)
 	}
-	mode, err := strconv.ParseUint(c.SocketDirMode, 8, 32)
-	if err != nil || mode&^0o777 != 0 || mode&0o700 != 0o700 || mode&0o002 != 0 {
-		return cnierr.Config("socketDirMode %q must be octal permission bits with rwx for the owner and no write for others", c.SocketDirMode)
-	}
-	c.dirMode = uint32(mode)
-	return nil
+	var err error
+	c.dirMode, err = socketdir.ParseMode(c.SocketDirMode)
+	return err
 }
 
 func validateRole(key, role string) error {

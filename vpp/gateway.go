@@ -29,8 +29,8 @@ func (a *addition) plumbL3(gateways []*net.IPNet, guests []net.IP) error {
 		if err := a.vpp.AddRoute(r); err != nil {
 			return fmt.Errorf("add route %s via sw_if_index %d: %w", r.Prefix, r.Via, err)
 		}
-		a.undo.Push(fmt.Sprintf("delete route %s", r.Prefix), func() error { return a.vpp.DeleteRoutePath(r) })
-		if err := a.step("route"); err != nil {
+		a.Undo(fmt.Sprintf("delete route %s", r.Prefix), func() error { return a.vpp.DeleteRoutePath(r) })
+		if err := a.Step("route"); err != nil {
 			return err
 		}
 	}
@@ -55,8 +55,8 @@ func (a *addition) attachToGateway(gateways []*net.IPNet) error {
 		return fmt.Errorf("make sw_if_index %d unnumbered to the gateway loopback %d: %w", a.index, loop, err)
 	}
 	index := a.index
-	a.undo.Push("unset unnumbered", func() error { return a.vpp.UnsetUnnumbered(index, loop) })
-	return a.step("unnumbered")
+	a.Undo("unset unnumbered", func() error { return a.vpp.UnsetUnnumbered(index, loop) })
+	return a.Step("unnumbered")
 }
 
 // ensureGateway returns the sw_if_index of the network's gateway loopback
@@ -86,7 +86,7 @@ func (a *addition) ensureGateway(gateways []*net.IPNet) (uint32, error) {
 		if err = a.vpp.SetTag(index, GatewayTag(network)); err != nil {
 			return 0, fmt.Errorf("tag the gateway loopback: %w", err)
 		}
-		if err = a.step("gateway-tag"); err != nil {
+		if err = a.Step("gateway-tag"); err != nil {
 			return 0, err
 		}
 	}
@@ -94,7 +94,7 @@ func (a *addition) ensureGateway(gateways []*net.IPNet) (uint32, error) {
 		if err = a.vpp.SetAdminUp(index, true); err != nil {
 			return 0, fmt.Errorf("set the gateway loopback up: %w", err)
 		}
-		if err = a.step("gateway-up"); err != nil {
+		if err = a.Step("gateway-up"); err != nil {
 			return 0, err
 		}
 	}
@@ -113,9 +113,9 @@ func (a *addition) ensureGateway(gateways []*net.IPNet) (uint32, error) {
 		}
 		have[gw.String()] = true
 		if !created { // else it goes with the loopback
-			a.undo.Push(fmt.Sprintf("remove gateway %s", gw), func() error { return a.deleteGateway(index, gw) })
+			a.Undo(fmt.Sprintf("remove gateway %s", gw), func() error { return a.deleteGateway(index, gw) })
 		}
-		if err = a.step("gateway-address"); err != nil {
+		if err = a.Step("gateway-address"); err != nil {
 			return 0, err
 		}
 	}
@@ -129,8 +129,8 @@ func (a *addition) createGateway() (*vppapi.Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create the gateway loopback: %w", err)
 	}
-	a.undo.Push("delete the gateway loopback", func() error { return a.deleteGateway(index, nil) })
-	return &vppapi.Interface{Index: index}, a.step("gateway")
+	a.Undo("delete the gateway loopback", func() error { return a.deleteGateway(index, nil) })
+	return &vppapi.Interface{Index: index}, a.Step("gateway")
 }
 
 // gatewayAddresses dumps the loopback's addresses of the families of

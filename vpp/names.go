@@ -6,11 +6,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 
-	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/pkg/hint"
+	"github.com/vmcni/vmcni/internal/socketdir"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
@@ -106,36 +104,16 @@ func parseTag(tag string) (parsedTag, bool) {
 	return parsedTag{network: parts[0], attachment: parts[1]}, true
 }
 
-// paths are the files of one attachment's socket.
-type paths struct {
-	// Dir is <socketDir>/<containerID>/<ifName>, the per-attachment dir.
-	Dir string
-	// Socket is the vhost-user or memif socket inside Dir.
-	Socket string
-}
-
-// socketPaths computes and checks the socket paths of an attachment: the
-// socket must fit sun_path and stay inside socketDir. Errors are code 7
-// and come before any side effect.
-func socketPaths(conf *NetConf, containerID, ifName string) (paths, error) {
-	if err := hint.ValidateKey(containerID, ifName); err != nil {
-		return paths{}, cnierr.Config("socket directory name: %w", err)
-	}
+// socketPaths computes and checks the socket paths of an attachment
+// (<socketDir>/<containerID>/<ifName>/vhu.sock or memif.sock, package
+// socketdir): the socket must fit sun_path and stay inside socketDir.
+// Errors come before any side effect.
+func socketPaths(conf *NetConf, containerID, ifName string) (socketdir.Paths, error) {
 	name := vhostSocketName
 	if conf.Interface == InterfaceMemif {
 		name = memifSocketName
 	}
-	dir := filepath.Join(conf.SocketDir, containerID, ifName)
-	p := paths{Dir: dir, Socket: filepath.Join(dir, name)}
-	if rel, err := filepath.Rel(conf.SocketDir, p.Socket); err != nil || rel == ".." || strings.HasPrefix(rel, "../") ||
-		filepath.Dir(filepath.Dir(filepath.Dir(p.Socket))) != conf.SocketDir {
-		return paths{}, cnierr.Config("socket path %q escapes socketDir %q", p.Socket, conf.SocketDir)
-	}
-	if len(p.Socket) > sunPathMax {
-		return paths{}, cnierr.Config("socket path %q is %d bytes, over the %d-byte sun_path limit (shorten socketDir)",
-			p.Socket, len(p.Socket), sunPathMax)
-	}
-	return p, nil
+	return socketdir.For(conf.SocketDir, containerID, ifName, name)
 }
 
 // attachmentName names the attachment for errors.

@@ -56,24 +56,43 @@
 package vpp
 
 import (
+	"context"
+	"log/slog"
+
+	"github.com/containernetworking/cni/pkg/skel"
+
 	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/socketdir"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
 // PluginName is the binary name, recorded in hints and records.
 const PluginName = "vm-vpp"
 
-// Plugin implements vm-vpp's CNI commands.
+// Plugin runs vm-vpp's CNI commands on the plugin engine.
 type Plugin struct {
-	plugin.Harness
+	*plugin.Engine[*NetConf, state]
 	// connect opens VPP API connections; vppapi.SocketConnector by default.
 	connect vppapi.Connector
 }
 
-// New returns the plugin; opts set its harness (stdout, fault injection).
+// New returns the plugin; opts are the engine's test seams (stdout, fault
+// injection).
 func New(opts ...plugin.Option) *Plugin {
 	p := &Plugin{connect: vppapi.SocketConnector}
-	p.Apply(opts)
+	p.Engine = plugin.New(plugin.Spec[*NetConf, state]{
+		Name:     PluginName,
+		Parse:    ParseConfig,
+		Admit:    admit,
+		Connect:  p.connectFor,
+		Add:      p.add,
+		Assume:   assume,
+		Teardown: teardown,
+		Check:    check,
+		Status:   p.status,
+		Sweep:    sweep,
+		IPAM:     ipamOf,
+	}, opts...)
 	return p
 }
 
@@ -84,7 +103,56 @@ func (p *Plugin) WithConnector(c vppapi.Connector) *Plugin {
 	return p
 }
 
-// Funcs returns the command table for plugin.Main.
-func (p *Plugin) Funcs() plugin.Funcs {
-	return plugin.Funcs{Add: p.Add, Check: p.Check, Del: p.Del, GC: p.GC, Status: p.Status}
+// admit checks what ADD needs before any side effect: socket paths
+// (sun_path, socketDir), the group, and l3's IPAM.
+func admit(conf *NetConf, args *skel.CmdArgs) error {
+	if err := conf.addOnly(); err != nil {
+		return err
+	}
+	if _, err := socketPaths(conf, args.ContainerID, args.IfName); err != nil {
+		return err
+	}
+	_, err := socketdir.LookupGroup(conf.Group)
+	return err
+}
+
+// connectFor opens the command's VPP connection, checking the CRCs of the
+// messages conf's commands use. ADD and CHECK fail when VPP is not there
+// (addError); DEL and GC get nil when VPP is not running: its objects died
+// with it, and only local state is cleaned.
+func (p *Plugin) connectFor(ctx context.Context, conf *NetConf, cmd plugin.Command, log *slog.Logger) (plugin.Conn, error) {
+	client, err := p.dial(ctx, conf)
+	if err == nil {
+		return client, nil
+	}
+	if (cmd == plugin.CmdDel || cmd == plugin.CmdGC) && vppGone(err) {
+		log.Warn("VPP is not running: its objects are gone, cleaning local state only", "err", err)
+		return nil, nil
+	}
+	return nil, addError(err)
+}
+
+// clientOf is the command's VPP client, nil when VPP is not running.
+func clientOf(c plugin.Conn) *vppapi.Client {
+	client, _ := c.(*vppapi.Client)
+	return client
+}
+
+// status is STATUS's own check: VPP answers on its API socket within the
+// timeout with every binapi message the config needs (code 50 if not).
+func (p *Plugin) status(ctx context.Context, conf *NetConf) error {
+	client, err := p.dial(ctx, conf)
+	if err != nil {
+		return statusError(err)
+	}
+	return client.Close()
+}
+
+// ipamOf is the attachment's IPAM plugin: the one recorded, else the
+// config's.
+func ipamOf(conf *NetConf, st *state) string {
+	if st != nil {
+		return st.IPAM
+	}
+	return conf.IPAM.Type
 }

@@ -32,14 +32,14 @@ func (a *addition) plumbVPP(l3 l3Addresses) error {
 	if err := a.vpp.SetMTU(a.index, uint32(conf.MTU)); err != nil {
 		return err
 	}
-	if err := a.step("mtu"); err != nil {
+	if err := a.Step("mtu"); err != nil {
 		return err
 	}
 	if conf.Network == NetworkL2 {
 		if err := a.vpp.SetL2Bridge(a.index, conf.BridgeDomain); err != nil {
 			return err
 		}
-		if err := a.step("l2-bridge"); err != nil {
+		if err := a.Step("l2-bridge"); err != nil {
 			return err
 		}
 	}
@@ -51,7 +51,7 @@ func (a *addition) plumbVPP(l3 l3Addresses) error {
 	if err := a.vpp.SetAdminUp(a.index, true); err != nil {
 		return err
 	}
-	return a.step("admin-up")
+	return a.Step("admin-up")
 }
 
 // ensureBridgeDomain creates the l2 bridge domain if it does not exist. The
@@ -73,7 +73,7 @@ func (a *addition) ensureBridgeDomain() error {
 	if err != nil {
 		return fmt.Errorf("create bridge domain %d: %w", id, err)
 	}
-	a.undo.Push(fmt.Sprintf("delete bridge domain %d", id), func() error {
+	a.Undo(fmt.Sprintf("delete bridge domain %d", id), func() error {
 		cur, derr := a.vpp.BridgeDomain(id)
 		if derr != nil || cur == nil {
 			return derr
@@ -84,7 +84,7 @@ func (a *addition) ensureBridgeDomain() error {
 		}
 		return a.vpp.DeleteBridgeDomain(id)
 	})
-	return a.step("bridge-domain")
+	return a.Step("bridge-domain")
 }
 
 func (a *addition) createVhostUser() error {
@@ -94,8 +94,8 @@ func (a *addition) createVhostUser() error {
 		return err
 	}
 	a.index = index
-	a.undo.Push("delete vhost-user interface", func() error { return a.vpp.DeleteVhostUser(index) })
-	return a.step("interface")
+	a.Undo("delete vhost-user interface", func() error { return a.vpp.DeleteVhostUser(index) })
+	return a.Step("interface")
 }
 
 func (a *addition) createMemif() error {
@@ -104,8 +104,8 @@ func (a *addition) createMemif() error {
 	if err != nil {
 		return err
 	}
-	a.undo.Push("delete memif socket registration", func() error { return a.vpp.DeleteMemifSocket(socketID) })
-	if err = a.step("memif-socket"); err != nil {
+	a.Undo("delete memif socket registration", func() error { return a.vpp.DeleteMemifSocket(socketID) })
+	if err = a.Step("memif-socket"); err != nil {
 		return err
 	}
 	index, err := a.vpp.CreateMemif(vppapi.Memif{
@@ -117,14 +117,14 @@ func (a *addition) createMemif() error {
 		return err
 	}
 	a.index = index
-	a.undo.Push("delete memif interface", func() error { return a.vpp.DeleteMemif(index) })
-	if err := a.step("interface"); err != nil {
+	a.Undo("delete memif interface", func() error { return a.vpp.DeleteMemif(index) })
+	if err := a.Step("interface"); err != nil {
 		return err
 	}
 	if err := a.vpp.SetTag(index, a.st.Tag); err != nil {
 		return err
 	}
-	return a.step("tag")
+	return a.Step("tag")
 }
 
 func vppMAC(conf *NetConf) net.HardwareAddr {

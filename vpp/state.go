@@ -1,9 +1,7 @@
 package vpp
 
 import (
-	"encoding/json"
-
-	"github.com/vmcni/vmcni/internal/store"
+	"github.com/vmcni/vmcni/internal/socketdir"
 )
 
 // state is vm-vpp's part of an attachment record: everything DEL and GC
@@ -28,18 +26,9 @@ type state struct {
 	GuestIPs []string `json:"guestIPs,omitempty"`
 	// IPAM is the IPAM plugin type that allocated addresses, if any.
 	IPAM string `json:"ipam,omitempty"`
-	// DeviceInfoFile is the NPWG device-info file written, if any.
-	DeviceInfoFile string `json:"deviceInfoFile,omitempty"`
 }
 
-func stateOf(rec *store.Record) (*state, error) {
-	var st state
-	if err := json.Unmarshal(rec.State, &st); err != nil {
-		return nil, err
-	}
-	return &st, nil
-}
-
-func (st *state) saveTo(rec *store.Record) {
-	rec.State, _ = json.Marshal(st)
+// paths are the state's socket directory and socket.
+func (st *state) paths() socketdir.Paths {
+	return socketdir.Paths{Dir: st.SocketDir, Socket: st.Socket}
 }

@@ -3,14 +3,13 @@ package vpp
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 
-	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/vmcni/vmcni/internal/plugin"
-	"github.com/vmcni/vmcni/internal/store"
+	"github.com/vmcni/vmcni/internal/socketdir"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
@@ -131,49 +130,80 @@ func removeMemifs(c *vppapi.Client, targets map[uint32]bool, socket string, log 
 	return errors.Join(errs...)
 }
 
-// teardown is DEL's work for one attachment, best effort: every step runs,
-// missing things count as removed, and the errors are joined. The record
-// is deleted only when every step succeeded, so a retried DEL or GC can
-// finish the job.
-type teardown struct {
-	conf  *NetConf
-	st    *state
-	key   ipam.Attachment
-	store *store.Store
-	log   *slog.Logger
-	// vpp is nil when VPP is not running (its objects are gone).
-	vpp *vppapi.Client
-	// recorded: st comes from the attachment's record (else DEL derived it
-	// from the config, and l3 host routes are found by dumping routes).
-	recorded bool
+// assume is what DEL removes without a record: derived from the config
+// (tag, socket paths, IPAM); l3 host routes are then found by dumping
+// routes.
+func assume(conf *NetConf, args *skel.CmdArgs) (*state, error) {
+	pth, err := socketPaths(conf, args.ContainerID, args.IfName)
+	if err != nil {
+		return nil, err
+	}
+	return &state{
+		Interface: conf.Interface, Network: conf.Network, Tag: Tag(conf.Name, args.ContainerID, args.IfName),
+		SocketDir: pth.Dir, Socket: pth.Socket, IPAM: conf.IPAM.Type,
+	}, nil
 }
 
-func (t *teardown) run(ctx context.Context) error {
-	td := plugin.BeginTeardown(t.log, t.conf.StateDir, t.key.ContainerID, t.key.IfName, t.st.DeviceInfoFile)
-	if t.vpp != nil {
-		td.Step(removeVPPObjects(t.vpp, t.st, t.recorded, t.log))
+// teardown is DEL's work for one attachment, best effort: VPP's objects
+// (when VPP runs: without it they are gone) and the socket directory.
+func teardown(_ context.Context, t *plugin.Teardown[*NetConf, state]) {
+	if client := clientOf(t.Conn); client != nil {
+		t.Step(removeVPPObjects(client, t.State, t.Recorded, t.Log))
 	}
-	td.Step(removeSocketDir(paths{Dir: t.st.SocketDir, Socket: t.st.Socket}))
-	if t.st.IPAM != "" {
-		td.Step(ipam.Delegate{Type: t.st.IPAM, Config: t.conf.Raw}.Del(ctx, t.key))
-	}
-	return td.Finish(t.store, t.key.ContainerID, t.key.IfName)
+	t.Step(socketdir.Remove(t.State.paths()))
 }
 
-// teardownRecord runs DEL for a recorded attachment (GC, interrupted ADD).
-// client is nil when VPP is not running.
-func (p *Plugin) teardownRecord(ctx context.Context, client *vppapi.Client, rec *store.Record, log *slog.Logger) error {
-	conf, err := ParseConfig(rec.Config, rec.Args)
+// sweep deletes the VPP interfaces tagged for the network whose
+// attachment is neither valid nor recorded (leftovers of lost records), in
+// l3 after their host routes (found by dumping routes) and unnumbered
+// setting. Untagged interfaces, other networks' and the l3 gateway
+// loopback never match. Records are listed after the dump: an ADD writes
+// its record before it creates its interface, so an ADD in progress is
+// never swept.
+func sweep(_ context.Context, g *plugin.Collection[*NetConf]) error {
+	c, conf, log := clientOf(g.Conn), g.Conf, g.Log
+	if c == nil {
+		return nil
+	}
+	ifs, err := c.Interfaces()
 	if err != nil {
-		return fmt.Errorf("record of %s: %w", attachmentName(rec.ContainerID, rec.IfName), err)
+		return err
 	}
-	st, err := stateOf(rec)
+	records, err := g.Store.List(conf.Name)
 	if err != nil {
-		return fmt.Errorf("record of %s: %w", attachmentName(rec.ContainerID, rec.IfName), err)
+		return err
 	}
-	t := &teardown{
-		conf: conf, st: st, log: log, store: store.New(conf.StateDir), vpp: client, recorded: true,
-		key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args},
+	keep := map[string]bool{}
+	for a := range g.Valid {
+		keep[attachmentHash(a.ContainerID, a.IfName)] = true
 	}
-	return t.run(ctx)
+	for _, rec := range records {
+		keep[attachmentHash(rec.ContainerID, rec.IfName)] = true
+	}
+	network := networkHash(conf.Name)
+	var stale []vppapi.Interface
+	for _, i := range ifs {
+		if t, ok := parseTag(i.Tag); ok && t.network == network && !keep[t.attachment] {
+			stale = append(stale, i)
+		}
+	}
+	var errs []error
+	if conf.Network == NetworkL3 {
+		errs = append(errs, detachL3(c, indexes(stale), nil, false, log))
+	}
+	memifs := map[uint32]bool{}
+	for _, i := range stale {
+		if interfaceKind(i, conf.Interface) == InterfaceMemif {
+			memifs[i.Index] = true
+			continue
+		}
+		log.Info("deleting stale VPP vhost-user interface", "sw_if_index", i.Index, "tag", i.Tag)
+		if err := c.DeleteVhostUser(i.Index); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(memifs) > 0 {
+		errs = append(errs, removeMemifs(c, memifs, "", log))
+	}
+	return errors.Join(errs...)
 }

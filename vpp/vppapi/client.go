@@ -50,10 +50,12 @@ func Dial(ctx context.Context, connector Connector, socket string, timeout time.
 	return &Client{conn: conn, ch: ch}, nil
 }
 
-// Close releases the channel and the connection.
-func (c *Client) Close() {
+// Close releases the channel and the connection. It never fails; the
+// error makes a Client an io.Closer.
+func (c *Client) Close() error {
 	c.ch.Close()
 	c.conn.Disconnect()
+	return nil
 }
 
 // IsRetval reports whether err is VPP refusing a request (a non-zero
