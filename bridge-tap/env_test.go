@@ -109,7 +109,7 @@ func (e *testEnv) cni(version string, plugins ...map[string]any) *testutil.CNI {
 }
 
 // inNS runs fn inside the namespace at path.
-func inNS(t *testing.T, path string, fn func() error) {
+func inNS(t testing.TB, path string, fn func() error) {
 	t.Helper()
 	if err := nsDo(path, fn); err != nil {
 		t.Fatal(err)

@@ -4,17 +4,17 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
+	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/internal/testutil"
 )
-
-var errInjected = errors.New("injected fault")
 
 // inProcess runs vm-bridge's commands in the test process.
 type inProcess struct {
@@ -34,13 +34,12 @@ func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *ske
 	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "eth0", StdinData: data}
 }
 
-func (ip *inProcess) add(hook func(string) error, containerID, nsPath string, prev *current.Result, opts ...plugin.Option) error {
+func (ip *inProcess) add(containerID, nsPath string, prev *current.Result, opts ...plugin.Option) error {
 	extra := map[string]any{}
 	if prev != nil {
 		extra["prevResult"] = prev
 	}
-	opts = append(opts, plugin.WithStdout(io.Discard), plugin.WithStepHook(hook))
-	p := bridgetap.New(opts...)
+	p := bridgetap.New(append([]plugin.Option{plugin.WithStdout(io.Discard)}, opts...)...)
 	return p.Add(ip.args(containerID, nsPath, extra))
 }
 
@@ -64,7 +63,7 @@ func netnsSnapshot(t *testing.T, nsPath string) testutil.Snapshot {
 	return s
 }
 
-func assertSameNetns(t *testing.T, nsPath string, before testutil.Snapshot) {
+func assertSameNetns(t testing.TB, nsPath string, before testutil.Snapshot) {
 	t.Helper()
 	inNS(t, nsPath, func() error { testutil.AssertSameHost(t, before, nil); return nil })
 }
@@ -80,9 +79,12 @@ func prevFromPtp(t *testing.T, e *testEnv, containerID, nsPath string) (*current
 	return res, cni
 }
 
-// TestFaultAfterEachStep fails ADD right after each of its side effects and
-// checks the rollback leaves host and netns exactly as before; then crashes
-// ADD at each step (no rollback) and checks DEL, or GC, cleans up.
+// TestFaultAfterEachStep fails ADD at each of its fault points, between
+// steps and inside them (a link created but not configured), and checks
+// the rollback leaves host and netns exactly as before; then crashes ADD
+// there (no rollback) and checks DEL, or GC, cleans up. The test's host
+// bridge is deleted before each ADD, so every ADD creates it and the
+// sweep also fails EnsureBridge between the create and the SetUp.
 func TestFaultAfterEachStep(t *testing.T) {
 	for _, chained := range []bool{false, true} {
 		for _, mode := range modes {
@@ -106,57 +108,44 @@ func TestFaultAfterEachStep(t *testing.T) {
 				}
 				nsBefore := netnsSnapshot(t, ns.Path)
 				hostBefore := testutil.TakeSnapshot(t, e.dirs(), e.bridge)
-
-				var steps []string
-				if err := ip.add(func(s string) error { steps = append(steps, s); return nil }, "fault", ns.Path, prev); err != nil {
-					t.Fatalf("clean ADD: %v", err)
-				}
-				if err := ip.del("fault", ns.Path, prev); err != nil {
-					t.Fatalf("DEL: %v", err)
-				}
-				if len(steps) < 4 {
-					t.Fatalf("only %d steps recorded: %v", len(steps), steps)
-				}
-				for i, failAt := range steps {
-					err := ip.add(func(s string) error {
-						if s == failAt {
-							return errInjected
-						}
-						return nil
-					}, "fault", ns.Path, prev)
-					if !errors.Is(err, errInjected) {
-						t.Fatalf("fault at %q: ADD returned %v", failAt, err)
-					}
-					assertSameNetns(t, ns.Path, nsBefore)
-					testutil.AssertSameHost(t, hostBefore, e.dirs(), e.bridge)
-
-					crashAt(t, ip, failAt, ns.Path, prev)
-					if i%2 == 0 {
-						if err := ip.del("fault", ns.Path, prev); err != nil {
-							t.Fatalf("DEL after crash at %q: %v", failAt, err)
-						}
-					} else if err := ip.gc(); err != nil {
-						t.Fatalf("GC after crash at %q: %v", failAt, err)
-					}
-					assertSameNetns(t, ns.Path, nsBefore)
-					testutil.AssertSameHost(t, hostBefore, e.dirs(), e.bridge)
+				points := testutil.FaultSweep{
+					Add:   func(opts ...plugin.Option) error { return ip.add("fault", ns.Path, prev, opts...) },
+					Del:   func() error { return ip.del("fault", ns.Path, prev) },
+					GC:    ip.gc,
+					Reset: func() { _ = link.DeleteByName(e.bridge) },
+					Same: func(t testing.TB, when string) {
+						t.Helper()
+						assertSameNetns(t, ns.Path, nsBefore)
+						testutil.AssertSameHost(t, hostBefore, e.dirs(), e.bridge)
+					},
+					Crash: true,
+				}.Run(t)
+				if !chained && !slices.Contains(points, "link "+e.bridge+" created") {
+					t.Fatalf("the sweep never stopped EnsureBridge half way: %q", points)
 				}
 			})
 		}
 	}
 }
 
-// crashAt runs ADD and stops it at step failAt without rolling back, which
-// leaves what the plugin dying there would leave.
-func crashAt(t *testing.T, ip *inProcess, failAt, nsPath string, prev *current.Result) {
-	t.Helper()
-	err := ip.add(func(s string) error {
-		if s == failAt {
-			return errInjected
+// TestEnsureBridgeHalfWay: EnsureBridge fails after creating the host
+// bridge and before bringing it up; the rollback deletes the bridge.
+func TestEnsureBridgeHalfWay(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("CNI_PATH", e.bin)
+	ip := &inProcess{e: e, conf: e.vmBridge(bridgetap.ModeTCFilter, nil)}
+	ns := testutil.NewNS(t)
+	failSetUp := plugin.WithStepHook(func(p string) error {
+		if p == "link "+e.bridge+" created" {
+			return testutil.ErrInjected
 		}
 		return nil
-	}, "fault", nsPath, prev, plugin.WithoutRollback())
-	if !errors.Is(err, errInjected) {
-		t.Fatalf("crash at %q: ADD returned %v", failAt, err)
+	})
+	if err := ip.add("half", ns.Path, nil, failSetUp); !errors.Is(err, testutil.ErrInjected) {
+		t.Fatalf("ADD: %v", err)
 	}
+	if link.Exists(e.bridge) {
+		t.Fatal("the half-made bridge was left on the host")
+	}
+	e.assertClean()
 }

@@ -46,7 +46,7 @@ func TestCLI(t *testing.T) {
 	cli := buildCLI(t)
 	k := sriovsim.Start(t, sriovsim.Options{VFs: 4})
 	dir := t.TempDir()
-	conf := map[string]any{"type": "vm-sriov", "mode": "vfio", "sysfsRoot": k.Root, "stateDir": e.stateDir,
+	conf := map[string]any{"type": sriovsim.PluginType, "mode": "vfio", "sysfsRoot": k.Root, "stateDir": e.stateDir,
 		"bindTimeout": "3s", "capabilities": map[string]bool{"deviceID": true}}
 	list := writeJSON(t, dir, "net.conflist", json.RawMessage(conflist("vmct-cli", conf)))
 	var pool []map[string]any

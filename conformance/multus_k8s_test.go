@@ -72,7 +72,7 @@ func TestMultusKubernetesDeviceID(t *testing.T) {
 		t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(filepath.Dir(multusDevInfoDir))) })
 	}
 	nadConf := mustJSON(map[string]any{
-		"cniVersion": "1.0.0", "name": nadName, "type": "vm-sriov", "mode": "vfio", "sysfsRoot": k.Root,
+		"cniVersion": "1.0.0", "name": nadName, "type": sriovsim.PluginType, "mode": "vfio", "sysfsRoot": k.Root,
 		"stateDir": e.stateDir, "bindTimeout": "3s",
 		"capabilities": map[string]bool{"deviceID": true, "CNIDeviceInfoFile": true},
 	})

@@ -102,7 +102,7 @@ func TestMultusDeviceID(t *testing.T) {
 	caps := map[string]bool{"deviceID": true, "CNIDeviceInfoFile": true}
 	binDir, data := multusNetwork(t, e, map[string]bool{"deviceID": true},
 		delegate("vmct-mvm", e.vmBridge("tcfilter")),
-		delegate("vmct-msriov", map[string]any{"type": "vm-sriov", "mode": "vfio", "sysfsRoot": k.Root,
+		delegate("vmct-msriov", map[string]any{"type": sriovsim.PluginType, "mode": "vfio", "sysfsRoot": k.Root,
 			"stateDir": e.stateDir, "bindTimeout": "3s", "capabilities": caps}))
 	cni := testutil.NewCNI(t, binDir, data)
 	dirs := []string{e.stateDir, e.ipamDir, multusDevInfoDir}

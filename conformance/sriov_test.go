@@ -37,7 +37,7 @@ func TestSRIOV(t *testing.T) {
 				}
 				pool = append(pool, args)
 			}
-			conf := map[string]any{"type": "vm-sriov", "mode": mode, "sysfsRoot": k.Root, "stateDir": e.stateDir,
+			conf := map[string]any{"type": sriovsim.PluginType, "mode": mode, "sysfsRoot": k.Root, "stateDir": e.stateDir,
 				"bindTimeout": "3s", "ipam": e.ipam(),
 				"capabilities": map[string]bool{"deviceID": true, "CNIDeviceInfoFile": true}}
 			simBefore := k.State()

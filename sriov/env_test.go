@@ -98,7 +98,7 @@ func (e *testEnv) ipam() map[string]any {
 // conf is a vm-sriov plugin config for VF vf.
 func (e *testEnv) conf(mode string, vf int, extra map[string]any) map[string]any {
 	c := map[string]any{
-		"type": "vm-sriov", "mode": mode, "deviceID": sriovsim.VFAddr(vf), "sysfsRoot": e.k.Root,
+		"type": sriovsim.PluginType, "mode": mode, "deviceID": sriovsim.VFAddr(vf), "sysfsRoot": e.k.Root,
 		"stateDir": e.stateDir, "bindTimeout": "3s", "ipam": e.ipam(),
 	}
 	for k, v := range extra {
@@ -179,16 +179,16 @@ func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *ske
 
 func (ip *inProcess) add(containerID, nsPath string, opts ...plugin.Option) error {
 	opts = append(opts, plugin.WithStdout(io.Discard))
-	return ip.e.inHost(func() error { return sriov.New(opts...).Add(ip.args(containerID, nsPath, nil)) })
+	return ip.e.inHost(func() error { return sriov.New(opts...).WithVFController(sriovsim.VFControllerFor).Add(ip.args(containerID, nsPath, nil)) })
 }
 
 func (ip *inProcess) del(containerID, nsPath string) error {
-	return ip.e.inHost(func() error { return sriov.New().Del(ip.args(containerID, nsPath, nil)) })
+	return ip.e.inHost(func() error { return sriov.New().WithVFController(sriovsim.VFControllerFor).Del(ip.args(containerID, nsPath, nil)) })
 }
 
 func (ip *inProcess) gc() error {
 	return ip.e.inHost(func() error {
-		return sriov.New().GC(ip.args("gc", "", map[string]any{"cni.dev/valid-attachments": []any{}}))
+		return sriov.New().WithVFController(sriovsim.VFControllerFor).GC(ip.args("gc", "", map[string]any{"cni.dev/valid-attachments": []any{}}))
 	})
 }
 

@@ -56,7 +56,7 @@ func (e *env) testSRIOV(t *testing.T) {
 			e := e.in(t) //nolint:govet // the subtest's env on purpose
 			nad := "vmct-sriov-" + mode
 			conf := map[string]any{
-				"cniVersion": "1.1.0", "name": nad, "type": "vm-sriov", "mode": mode,
+				"cniVersion": "1.1.0", "name": nad, "type": sriovsim.PluginType, "mode": mode,
 				"sysfsRoot":    k.Root, // the simulated PCI tree; on a real node: omitted ("/")
 				"capabilities": map[string]bool{"deviceID": true, "CNIDeviceInfoFile": true},
 				"ipam": map[string]any{"type": "host-local",

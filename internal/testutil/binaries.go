@@ -52,7 +52,7 @@ func Binaries(t testing.TB) string {
 		if binErr != nil {
 			return
 		}
-		args := append([]string{"build", "-o", binDir + "/", "./plugins/..."}, referencePackages...)
+		args := append([]string{"build", "-o", binDir + "/", "./plugins/...", "./sriov/sriovsim/cmd/vm-sriov-sim"}, referencePackages...)
 		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()

@@ -97,7 +97,7 @@ func TestConcurrentVFIO(t *testing.T) {
 	rts := make([]*libcni.RuntimeConf, concurrency)
 	for i := range concurrency {
 		data, err := json.Marshal(map[string]any{"cniVersion": "1.1.0", "name": "vmct-sriovsim", "plugins": []any{map[string]any{
-			"type": "vm-sriov", "mode": sriov.ModeVFIO, "deviceID": sriovsim.VFAddr(i), "sysfsRoot": k.Root,
+			"type": sriovsim.PluginType, "mode": sriov.ModeVFIO, "deviceID": sriovsim.VFAddr(i), "sysfsRoot": k.Root,
 			"stateDir": stateDir, "bindTimeout": "3s",
 		}}})
 		if err != nil {

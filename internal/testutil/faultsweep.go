@@ -1,0 +1,86 @@
+package testutil
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/vmcni/vmcni/internal/plugin"
+)
+
+// ErrInjected is the error a FaultSweep injects.
+var ErrInjected = errors.New("injected fault")
+
+// FaultSweep fails a plugin's ADD at each of its fault points in turn:
+// every step boundary of the engine (WithStepHook) and every point inside
+// a step (package fault: a link created but not yet up). At each point
+// the rolled-back ADD must leave the host exactly as before; with Crash,
+// an ADD stopped there without rollback (as a crash would leave it) must
+// then be cleaned up by DEL (even points) or GC (odd points).
+type FaultSweep struct {
+	// Add runs one ADD of the attachment with the engine options given.
+	Add func(opts ...plugin.Option) error
+	// Del and GC clean up the attachment; GC may be nil (DEL every time).
+	Del, GC func() error
+	// Reset (optional) runs before each ADD: what DEL keeps on purpose (a
+	// shared bridge) is removed so that every ADD passes the same points.
+	Reset func()
+	// Same fails t when the host differs from before the sweep.
+	Same func(t testing.TB, when string)
+	// Want (optional) are the points a clean ADD must pass, in order.
+	Want []string
+	// Crash also crashes ADD at each point and cleans up with DEL or GC.
+	Crash bool
+}
+
+// Run runs the sweep and returns the points a clean ADD passed.
+func (s FaultSweep) Run(t *testing.T) []string {
+	t.Helper()
+	s.reset()
+	var points []string
+	if err := s.Add(plugin.WithStepHook(func(p string) error { points = append(points, p); return nil })); err != nil {
+		t.Fatalf("clean ADD: %v", err)
+	}
+	if s.Want != nil && !slices.Equal(points, s.Want) {
+		t.Fatalf("ADD's points\n got %q\nwant %q", points, s.Want)
+	}
+	if err := s.Del(); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	s.Same(t, "clean ADD and DEL")
+	for i, point := range points {
+		failAt := plugin.WithStepHook(func(p string) error {
+			if p == point {
+				return ErrInjected
+			}
+			return nil
+		})
+		s.reset()
+		if err := s.Add(failAt); !errors.Is(err, ErrInjected) {
+			t.Fatalf("fault at %q: ADD returned %v", point, err)
+		}
+		s.Same(t, "rollback at "+point)
+		if !s.Crash {
+			continue
+		}
+		s.reset()
+		if err := s.Add(failAt, plugin.WithoutRollback()); !errors.Is(err, ErrInjected) {
+			t.Fatalf("crash at %q: ADD returned %v", point, err)
+		}
+		clean, what := s.Del, "DEL"
+		if i%2 == 1 && s.GC != nil {
+			clean, what = s.GC, "GC"
+		}
+		if err := clean(); err != nil {
+			t.Fatalf("%s after crash at %q: %v", what, point, err)
+		}
+		s.Same(t, what+" after crash at "+point)
+	}
+	return points
+}
+
+func (s FaultSweep) reset() {
+	if s.Reset != nil {
+		s.Reset()
+	}
+}
