@@ -55,19 +55,6 @@ func (ip *inProcess) gc() error {
 	return bridgetap.New().GC(ip.args("gc", "", map[string]any{"cni.dev/valid-attachments": []any{}}))
 }
 
-// netnsSnapshot is the pod netns's state, to compare before ADD and after
-// a rolled-back ADD.
-func netnsSnapshot(t *testing.T, nsPath string) testutil.Snapshot {
-	var s testutil.Snapshot
-	inNS(t, nsPath, func() error { s = testutil.TakeSnapshot(t, nil); return nil })
-	return s
-}
-
-func assertSameNetns(t testing.TB, nsPath string, before testutil.Snapshot) {
-	t.Helper()
-	inNS(t, nsPath, func() error { testutil.AssertSameHost(t, before, nil); return nil })
-}
-
 // prevFromPtp runs the reference ptp plugin alone and returns its result,
 // the prevResult a chained vm-bridge gets.
 func prevFromPtp(t *testing.T, e *testEnv, containerID, nsPath string) (*current.Result, *testutil.CNI) {
@@ -106,7 +93,7 @@ func TestFaultAfterEachStep(t *testing.T) {
 					prev, ptp = prevFromPtp(t, e, "fault", ns.Path)
 					t.Cleanup(func() { _ = ptp.Del(testutil.Runtime("fault", ns.Path, "eth0")) })
 				}
-				nsBefore := netnsSnapshot(t, ns.Path)
+				nsBefore := testutil.TakeNetnsSnapshot(t, ns.Path)
 				hostBefore := testutil.TakeSnapshot(t, e.dirs(), e.bridge)
 				points := testutil.FaultSweep{
 					Add:   func(opts ...plugin.Option) error { return ip.add("fault", ns.Path, prev, opts...) },
@@ -115,7 +102,7 @@ func TestFaultAfterEachStep(t *testing.T) {
 					Reset: func() { _ = link.DeleteByName(e.bridge) },
 					Same: func(t testing.TB, when string) {
 						t.Helper()
-						assertSameNetns(t, ns.Path, nsBefore)
+						testutil.AssertSameNetns(t, ns.Path, nsBefore)
 						testutil.AssertSameHost(t, hostBefore, e.dirs(), e.bridge)
 					},
 					Crash: true,

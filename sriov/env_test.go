@@ -26,8 +26,6 @@ func TestMain(m *testing.M) { testutil.Main(m) }
 
 var nsDo = netns.Do
 
-var errInjected = errors.New("injected fault")
-
 // testEnv is one test's private world: a dedicated "host" netns (so that
 // snapshots taken by other test runs of the real host netns never see our
 // links), a simulated PCI tree with its kernel, a state dir and a
@@ -179,11 +177,15 @@ func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *ske
 
 func (ip *inProcess) add(containerID, nsPath string, opts ...plugin.Option) error {
 	opts = append(opts, plugin.WithStdout(io.Discard))
-	return ip.e.inHost(func() error { return sriov.New(opts...).WithVFController(sriovsim.VFControllerFor).Add(ip.args(containerID, nsPath, nil)) })
+	return ip.e.inHost(func() error {
+		return sriov.New(opts...).WithVFController(sriovsim.VFControllerFor).Add(ip.args(containerID, nsPath, nil))
+	})
 }
 
 func (ip *inProcess) del(containerID, nsPath string) error {
-	return ip.e.inHost(func() error { return sriov.New().WithVFController(sriovsim.VFControllerFor).Del(ip.args(containerID, nsPath, nil)) })
+	return ip.e.inHost(func() error {
+		return sriov.New().WithVFController(sriovsim.VFControllerFor).Del(ip.args(containerID, nsPath, nil))
+	})
 }
 
 func (ip *inProcess) gc() error {
@@ -196,7 +198,7 @@ func (ip *inProcess) gc() error {
 func failAt(step string) func(string) error {
 	return func(s string) error {
 		if s == step {
-			return errInjected
+			return testutil.ErrInjected
 		}
 		return nil
 	}
@@ -210,22 +212,6 @@ func assertCode(t *testing.T, err error, code uint) {
 	}
 	if cniErr.Code != code {
 		t.Fatalf("want code %d, got %d (%s)", code, cniErr.Code, cniErr.Msg)
-	}
-}
-
-// netnsSnapshot is a pod netns's links and addresses.
-func netnsSnapshot(t *testing.T, nsPath string) testutil.Snapshot {
-	var s testutil.Snapshot
-	if err := nsDo(nsPath, func() error { s = testutil.TakeSnapshot(t, nil); return nil }); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func assertSameNetns(t *testing.T, nsPath string, before testutil.Snapshot) {
-	t.Helper()
-	if err := nsDo(nsPath, func() error { testutil.AssertSameHost(t, before, nil); return nil }); err != nil {
-		t.Fatal(err)
 	}
 }
 

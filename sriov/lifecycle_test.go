@@ -51,7 +51,7 @@ func TestNetdevLifecycle(t *testing.T) {
 	pod := testutil.NewNS(t)
 	c := e.cni(e.conf(sriov.ModeNetdev, 1, allKnobs(map[string]any{"mtu": 1400})))
 	rt := testutil.Runtime("nd1", pod.Path, "net1")
-	simBefore, hostBefore, podBefore := e.k.State(), e.snapshot(), netnsSnapshot(t, pod.Path)
+	simBefore, hostBefore, podBefore := e.k.State(), e.snapshot(), testutil.TakeNetnsSnapshot(t, pod.Path)
 
 	res, err := c.add(rt)
 	if err != nil {
@@ -93,7 +93,7 @@ func TestNetdevLifecycle(t *testing.T) {
 	assertLines(t, "PF calls on DEL", e.k.TakeCalls(), restoreCalls(e.k.PFName, 1))
 	e.k.AssertState(t, simBefore)
 	e.assertSnapshot(hostBefore)
-	assertSameNetns(t, pod.Path, podBefore)
+	testutil.AssertSameNetns(t, pod.Path, podBefore)
 	if err := c.del(rt); err != nil {
 		t.Fatalf("second DEL: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/vmcni/vmcni/internal/hostsnap"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // Snapshot is what a test compares before and after (package hostsnap):
@@ -41,4 +42,24 @@ func AssertSameHost(t testing.TB, before Snapshot, dirs []string, ignore ...stri
 func FileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// TakeNetnsSnapshot is TakeSnapshot of the netns at nsPath (links,
+// addresses, routes; no files).
+func TakeNetnsSnapshot(t testing.TB, nsPath string) Snapshot {
+	t.Helper()
+	var s Snapshot
+	if err := netns.Do(nsPath, func() error { s = TakeSnapshot(t, nil); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// AssertSameNetns fails t with a diff when the netns at nsPath differs
+// from before.
+func AssertSameNetns(t testing.TB, nsPath string, before Snapshot) {
+	t.Helper()
+	if err := netns.Do(nsPath, func() error { AssertSameHost(t, before, nil); return nil }); err != nil {
+		t.Fatal(err)
+	}
 }
