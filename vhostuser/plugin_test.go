@@ -2,7 +2,6 @@ package vhostuser_test
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -18,8 +17,6 @@ import (
 	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/vhostuser"
 )
-
-var errInjected = errors.New("injected fault")
 
 // world is a private OVS-DPDK bridge plus state, socket and IPAM dirs.
 type world struct {
@@ -145,51 +142,25 @@ func TestAddCheckDelOVS(t *testing.T) {
 	w.assertClean(before)
 }
 
-// TestFaultsAndCrashes: a fault after each ADD step rolls back everything;
-// a crash at each step is cleaned by DEL (even steps) or GC (odd steps).
+// TestFaultsAndCrashes fails ADD at each of its fault points and checks
+// the rollback leaves OVS, the socket, state and IPAM dirs as before; then
+// crashes ADD there and checks DEL or GC cleans up.
 func TestFaultsAndCrashes(t *testing.T) {
 	testutil.RequiresOVSDPDK(t)
 	w := newWorld(t)
 	before := testutil.TakeSnapshot(t, []string{filepath.Join(w.dir, "state"), filepath.Join(w.dir, "ipam")})
-	var steps []string
-	rec := vhostuser.New(plugin.WithStdout(io.Discard), plugin.WithStepHook(func(s string) error { steps = append(steps, s); return nil }))
-	if err := rec.Add(args(w.conf(nil), "c1")); err != nil {
-		t.Fatal(err)
-	}
-	if err := rec.Del(args(w.conf(nil), "c1")); err != nil {
-		t.Fatal(err)
-	}
-	failAt := func(step string) func(string) error {
-		return func(s string) error {
-			if s == step {
-				return errInjected
-			}
-			return nil
-		}
-	}
-	for i, step := range steps {
-		p := vhostuser.New(plugin.WithStdout(io.Discard), plugin.WithStepHook(failAt(step)))
-		if err := p.Add(args(w.conf(nil), "c1")); !errors.Is(err, errInjected) {
-			t.Fatalf("fault at %q: %v", step, err)
-		}
-		w.assertClean(before)
-		crashed := vhostuser.New(plugin.WithStdout(io.Discard), plugin.WithStepHook(failAt(step)), plugin.WithoutRollback())
-		_ = crashed.Add(args(w.conf(nil), "c1"))
-		if i%2 == 0 {
-			if err := rec.Del(args(w.conf(nil), "c1")); err != nil {
-				t.Fatalf("DEL after crash at %q: %v", step, err)
-			}
-		} else {
-			gc := args(w.conf(map[string]any{"cni.dev/valid-attachments": []types.GCAttachment{}}), "")
-			if err := rec.GC(gc); err != nil {
-				t.Fatalf("GC after crash at %q: %v", step, err)
-			}
-		}
-		w.assertClean(before)
-	}
-	if len(steps) < 4 {
-		t.Fatalf("steps %v", steps)
-	}
+	testutil.FaultSweep{
+		Add: func(opts ...plugin.Option) error {
+			return vhostuser.New(append(opts, plugin.WithStdout(io.Discard))...).Add(args(w.conf(nil), "c1"))
+		},
+		Del: func() error { return vhostuser.New().Del(args(w.conf(nil), "c1")) },
+		GC: func() error {
+			return vhostuser.New().GC(args(w.conf(map[string]any{"cni.dev/valid-attachments": []types.GCAttachment{}}), ""))
+		},
+		Same:  func(testing.TB, string) { w.assertClean(before) },
+		Want:  []string{"record", "directory", "ipam", "port", "hint"},
+		Crash: true,
+	}.Run(t)
 }
 
 // TestGCKeepsValidRemovesStale: GC deletes an attachment not listed and an

@@ -155,7 +155,8 @@ func TestStatus(t *testing.T) {
 }
 
 // TestPathRules: a socket path over sun_path or outside socketDir is code 7
-// before any side effect: no VPP connection, no file.
+// (a container ID or ifname that cannot name a directory, code 4) before
+// any side effect: no VPP connection, no file.
 func TestPathRules(t *testing.T) {
 	long := "/" + strings.Repeat("d", 40)
 	cid64 := strings.Repeat("a", 64)
@@ -163,12 +164,13 @@ func TestPathRules(t *testing.T) {
 		name      string
 		socketDir string
 		cid, ifn  string
+		code      uint
 	}{
-		{"sun_path overflow", long, cid64, "eth0"},
-		{"dotdot ifname", "", "c1", ".."},
-		{"slash in container ID", "", "../../etc", "eth0"},
-		{"unclean socketDir", "/run/vmcni/../../etc", "c1", "eth0"},
-		{"relative socketDir", "run/vmcni", "c1", "eth0"},
+		{"sun_path overflow", long, cid64, "eth0", 7},
+		{"dotdot ifname", "", "c1", "..", 4},
+		{"slash in container ID", "", "../../etc", "eth0", 4},
+		{"unclean socketDir", "/run/vmcni/../../etc", "c1", "eth0", 7},
+		{"relative socketDir", "run/vmcni", "c1", "eth0", 7},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -177,7 +179,7 @@ func TestPathRules(t *testing.T) {
 				e.conf["socketDir"] = c.socketDir
 			}
 			err := e.plugin(nil).Add(e.args(c.cid, c.ifn, nil))
-			assertCode(t, err, 7)
+			assertCode(t, err, c.code)
 			if n := e.vpp.Connections(); n != 0 {
 				t.Errorf("%d VPP connections before rejecting the path", n)
 			}

@@ -2,14 +2,16 @@ package vpp_test
 
 import (
 	"errors"
-	"os"
 	"slices"
 	"testing"
 
 	"go.fd.io/govpp/api"
 	"go.fd.io/govpp/binapi/l2"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/testutil"
+	"github.com/vmcni/vmcni/vpp/fakevpp"
 )
 
 // rollbackOf is what undoes each creating request (read-only dumps the
@@ -77,46 +79,62 @@ func TestRetvalAtEachStep(t *testing.T) {
 	}
 }
 
-var errInjected = errors.New("injected fault")
-
-// TestFaultAfterEachStep fails ADD right after each of its side effects
-// (including the local ones: record, IPAM, socket directory, device-info
-// file, hint) and checks everything is rolled back.
+// TestFaultAfterEachStep fails ADD at each of its fault points (the local
+// ones too: record, IPAM, socket directory, device-info file, hint), each
+// in a fresh VPP, and checks everything is rolled back; then crashes ADD
+// there and checks DEL or GC cleans up. What DEL keeps on purpose (the l2
+// bridge domain, the l3 gateway loopback) is left out of the comparison;
+// TestRetvalAtEachStep and TestRollbackKeepsBridgeDomain pin those down.
 func TestFaultAfterEachStep(t *testing.T) {
 	for _, c := range combos {
-		e, _ := comboEnv(t, c)
-		var steps []string
-		args := e.args("c0", "eth0", map[string]any{"runtimeConfig": map[string]any{"CNIDeviceInfoFile": e.stateDir + "-c0.json"}})
-		if _, err := e.addArgs(args, plugin.WithStepHook(func(s string) error { steps = append(steps, s); return nil })); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
-		for _, step := range steps {
-			t.Run(c.name+"/"+step, func(t *testing.T) {
-				e, ipamDir := comboEnv(t, c)
-				devInfo := e.stateDir + "-devinfo.json"
-				args := e.args("c1", "eth0", map[string]any{"runtimeConfig": map[string]any{"CNIDeviceInfoFile": devInfo}})
-				_, err := e.addArgs(args, plugin.WithStepHook(func(s string) error {
-					if s == step {
-						return errInjected
+		t.Run(c.name, func(t *testing.T) {
+			var e *env
+			var ipamDir string
+			devInfo := func() string { return e.stateDir + "-devinfo.json" }
+			args := func(extra map[string]any) *skel.CmdArgs {
+				if extra == nil {
+					extra = map[string]any{}
+				}
+				extra["runtimeConfig"] = map[string]any{"CNIDeviceInfoFile": devInfo()}
+				return e.args("c1", "eth0", extra)
+			}
+			testutil.FaultSweep{
+				Reset: func() { e, ipamDir = comboEnv(t, c) },
+				Add: func(opts ...plugin.Option) error {
+					_, err := e.addArgs(args(nil), opts...)
+					return err
+				},
+				Del: func() error { return e.plugin(nil).Del(args(nil)) },
+				GC: func() error {
+					return e.plugin(nil).GC(args(map[string]any{"cni.dev/valid-attachments": []any{}}))
+				},
+				Same: func(t testing.TB, when string) {
+					t.Helper()
+					assertVPPCleanButGateway(t, e.vpp, keptBridgeDomains(e.vpp)...)
+					assertNoFiles(t, e.stateDir, e.socketDir)
+					if testutil.FileExists(devInfo()) {
+						t.Errorf("%s: device-info file left", when)
 					}
-					return nil
-				}))
-				if !errors.Is(err, errInjected) {
-					t.Fatalf("ADD error = %v", err)
-				}
-				assertVPPClean(t, e.vpp)
-				assertNoFiles(t, e.stateDir, e.socketDir)
-				if _, err := os.Stat(devInfo); !errors.Is(err, os.ErrNotExist) {
-					t.Errorf("device-info file left: %v", err)
-				}
-				if ipamDir != "" {
-					if l := leases(t, ipamDir); len(l) != 0 {
-						t.Errorf("IPAM leases left: %v", l)
+					if ipamDir != "" {
+						if l := leases(t, ipamDir); len(l) != 0 {
+							t.Errorf("%s: IPAM leases left: %v", when, l)
+						}
 					}
-				}
-			})
-		}
+				},
+				Crash: true,
+			}.Run(t)
+		})
 	}
+}
+
+// keptBridgeDomains are the bridge domains VPP holds: DEL keeps the l2
+// network's, as the reference bridge plugin keeps its bridge.
+func keptBridgeDomains(v *fakevpp.VPP) []uint32 {
+	var ids []uint32
+	for id := range v.BridgeDomains() {
+		ids = append(ids, id)
+	}
+	return ids
 }
 
 // TestRollbackKeepsBridgeDomain: a failed ADD never deletes a bridge
@@ -143,11 +161,11 @@ func TestRollbackKeepsBridgeDomain(t *testing.T) {
 		_, err := e.add("c1", plugin.WithStepHook(func(s string) error {
 			if s == "admin-up" {
 				e.vpp.JoinBridgeDomain(10, other)
-				return errInjected
+				return testutil.ErrInjected
 			}
 			return nil
 		}))
-		if !errors.Is(err, errInjected) {
+		if !errors.Is(err, testutil.ErrInjected) {
 			t.Fatalf("ADD error = %v", err)
 		}
 		bd, ok := e.vpp.BridgeDomains()[10]

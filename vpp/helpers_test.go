@@ -135,7 +135,7 @@ func assertVPPClean(t *testing.T, v *fakevpp.VPP, bds ...uint32) {
 // gateway loopback, which DEL and GC keep (like the l2 bridge domain): at
 // most one loopback, tagged vpp.GatewayTag or, left by an ADD interrupted
 // before the tag, untagged with the network's MAC; no interface uses it.
-func assertVPPCleanButGateway(t *testing.T, v *fakevpp.VPP, bds ...uint32) {
+func assertVPPCleanButGateway(t testing.TB, v *fakevpp.VPP, bds ...uint32) {
 	t.Helper()
 	ifs := v.Interfaces()
 	if len(ifs) == 0 || ifs[0].Name != "local0" || len(ifs) > 2 {
@@ -151,7 +151,7 @@ func isGateway(i fakevpp.Iface) bool {
 }
 
 // assertVPPCleanBut checks all but the interfaces.
-func assertVPPCleanBut(t *testing.T, v *fakevpp.VPP, bds ...uint32) {
+func assertVPPCleanBut(t testing.TB, v *fakevpp.VPP, bds ...uint32) {
 	t.Helper()
 	for _, i := range v.Interfaces() {
 		if i.Unnumbered {
@@ -177,7 +177,7 @@ func assertVPPCleanBut(t *testing.T, v *fakevpp.VPP, bds ...uint32) {
 
 // assertNoFiles checks dir holds no file (directories may stay only when
 // allowed).
-func assertNoFiles(t *testing.T, dirs ...string) {
+func assertNoFiles(t testing.TB, dirs ...string) {
 	t.Helper()
 	for _, dir := range dirs {
 		var left []string

@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/fakevpp"
 )
@@ -134,11 +135,11 @@ func TestRollbackKeepsGateway(t *testing.T) {
 		_, err := e.add("c1", plugin.WithStepHook(func(s string) error {
 			if s == "admin-up" {
 				e.mustAdd("c2") // attaches to the loopback c1 created
-				return errInjected
+				return testutil.ErrInjected
 			}
 			return nil
 		}))
-		if !errors.Is(err, errInjected) {
+		if !errors.Is(err, testutil.ErrInjected) {
 			t.Fatalf("ADD error = %v", err)
 		}
 		if slices.Contains(e.vpp.Names(), "delete_loopback") {

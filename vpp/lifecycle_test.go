@@ -10,6 +10,7 @@ import (
 	"go.fd.io/govpp/binapi/ip"
 
 	"github.com/vmcni/vmcni/internal/plugin"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/fakevpp"
 )
@@ -109,7 +110,7 @@ func TestCrashAtEachStep(t *testing.T) {
 					e, ipamDir := comboEnv(t, c)
 					_, err := e.add("c1", plugin.WithoutRollback(), plugin.WithStepHook(func(s string) error {
 						if s == step {
-							return errInjected
+							return testutil.ErrInjected
 						}
 						return nil
 					}))

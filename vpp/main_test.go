@@ -29,7 +29,7 @@ func withHostLocal(t *testing.T, e *env) string {
 var leaseFile = regexp.MustCompile(`^\d+\.\d+\.\d+\.\d+$`)
 
 // leases lists host-local's allocated addresses.
-func leases(t *testing.T, dataDir string) []string {
+func leases(t testing.TB, dataDir string) []string {
 	t.Helper()
 	entries, _ := os.ReadDir(filepath.Join(dataDir, netName))
 	var out []string
