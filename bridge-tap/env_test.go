@@ -2,7 +2,6 @@ package bridgetap_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,16 +24,8 @@ type testEnv struct {
 	before   testutil.Snapshot
 }
 
-var subnetSeq = make(chan int, 1)
-
-func init() { subnetSeq <- 10 }
-
-// nextSubnet hands each test its own 10.x.y.0/24.
-func nextSubnet() string {
-	n := <-subnetSeq
-	subnetSeq <- n + 1
-	return fmt.Sprintf("10.%d.%d.0/24", 200+n/250, n%250)
-}
+// subnets hands each test its own 10.x.y.0/24.
+var subnets = testutil.NewSubnets(200)
 
 func newEnv(t *testing.T) *testEnv {
 	t.Helper()
@@ -42,7 +33,7 @@ func newEnv(t *testing.T) *testEnv {
 	dir := t.TempDir()
 	e := &testEnv{
 		t: t, bin: testutil.Binaries(t), bridge: testutil.UniqueName("vmctbr"),
-		subnet: nextSubnet(), stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"),
+		subnet: subnets.Next(), stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"),
 	}
 	e.before = testutil.TakeSnapshot(t, e.dirs())
 	t.Cleanup(func() { _ = link.DeleteByName(e.bridge) })

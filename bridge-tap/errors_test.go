@@ -3,7 +3,6 @@ package bridgetap_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -12,17 +11,6 @@ import (
 
 	"github.com/vmcni/vmcni/internal/testutil"
 )
-
-func assertCNICode(t *testing.T, err error, code uint) {
-	t.Helper()
-	var cniErr *types.Error
-	if !errors.As(err, &cniErr) {
-		t.Fatalf("want CNI error code %d, got %v", code, err)
-	}
-	if cniErr.Code != code {
-		t.Fatalf("want code %d, got %d (%s)", code, cniErr.Code, cniErr.Msg)
-	}
-}
 
 // execPlugin runs the vm-bridge binary with raw env and stdin, as a runtime
 // would, and returns stdout and the exit error.

@@ -1,7 +1,6 @@
 package bridgetap_test
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"slices"
@@ -23,14 +22,7 @@ type inProcess struct {
 }
 
 func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *skel.CmdArgs {
-	c := map[string]any{"cniVersion": "1.1.0", "name": "vmct-inproc"}
-	for k, v := range ip.conf {
-		c[k] = v
-	}
-	for k, v := range extra {
-		c[k] = v
-	}
-	data, _ := json.Marshal(c)
+	data := testutil.MergeConfig(map[string]any{"cniVersion": "1.1.0", "name": "vmct-inproc"}, ip.conf, extra)
 	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "eth0", StdinData: data}
 }
 

@@ -257,7 +257,7 @@ func TestStatus(t *testing.T) {
 	}
 	broken := e.vmBridge(bridgetap.ModeTCFilter, map[string]any{"ipam": map[string]any{"type": "no-such-ipam"}})
 	err := e.cni("1.1.0", broken).Status()
-	assertCNICode(t, err, 50)
+	testutil.AssertCode(t, err, 50)
 	e.assertClean()
 	_ = os.Remove(e.stateDir)
 }

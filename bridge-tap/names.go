@@ -1,10 +1,8 @@
 package bridgetap
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-
 	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/naming"
 )
 
 // Names are the links an attachment uses. They derive from (containerID,
@@ -22,28 +20,19 @@ type Names struct {
 	NetnsBridge string `json:"netnsBridge,omitempty"`
 }
 
-func shortHash(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // withPrefix is prefix+ifName when it fits in 15 bytes, else prefix + a hash.
 func withPrefix(prefix, ifName string) string {
 	if name := prefix + ifName; len(name) <= 15 {
 		return name
 	}
-	return prefix + shortHash(ifName)[:15-len(prefix)]
+	return prefix + naming.Digest(ifName)[:15-len(prefix)]
 }
 
 // namesFor returns the link names of an attachment in mode.
 func namesFor(containerID, ifName, mode string, standalone bool) Names {
 	n := Names{Pod: ifName}
 	if standalone {
-		n.HostVeth = "vmc" + shortHash(containerID, ifName)[:11]
+		n.HostVeth = "vmc" + naming.Digest(containerID, ifName)[:11]
 	}
 	switch mode {
 	case ModeTCFilter:

@@ -133,14 +133,20 @@ func (a *addition) inNetnsIfExists(fn func() error) error {
 	return ignoreGone(a.inNetns(fn))
 }
 
+// podAndTap finds the pod interface and creates the tap beside it (in the
+// pod netns).
+func (a *addition) podAndTap(ctx context.Context, mtu int) (pod, tap netlink.Link, err error) {
+	if pod, err = link.ByName(a.st.Names.Pod); err != nil {
+		return nil, nil, err
+	}
+	tap, err = a.createTap(ctx, mtu)
+	return pod, tap, err
+}
+
 func (a *addition) plumbTCFilter(ctx context.Context, mtu int) error {
 	names := a.st.Names
 	return a.inNetns(func() error {
-		pod, err := link.ByName(names.Pod)
-		if err != nil {
-			return err
-		}
-		tap, err := a.createTap(ctx, mtu)
+		pod, tap, err := a.podAndTap(ctx, mtu)
 		if err != nil {
 			return err
 		}
@@ -162,7 +168,7 @@ func (a *addition) plumbTCFilter(ctx context.Context, mtu int) error {
 func (a *addition) changePodMAC(pod netlink.Link, podMAC, newMAC net.HardwareAddr) error {
 	name := a.st.Names.Pod
 	return a.Do("pod-mac", func() error {
-		return a.inNetnsIfExists(func() error { return restoreMAC(name, podMAC) })
+		return a.inNetnsIfExists(func() error { return link.RestoreMAC(name, podMAC.String()) })
 	}, func() error {
 		if newMAC == nil {
 			return nil
@@ -174,11 +180,7 @@ func (a *addition) changePodMAC(pod netlink.Link, podMAC, newMAC net.HardwareAdd
 func (a *addition) plumbBridge(ctx context.Context, mtu int, podMAC net.HardwareAddr) error {
 	names := a.st.Names
 	return a.inNetns(func() error {
-		pod, err := link.ByName(names.Pod)
-		if err != nil {
-			return err
-		}
-		tap, err := a.createTap(ctx, mtu)
+		pod, tap, err := a.podAndTap(ctx, mtu)
 		if err != nil {
 			return err
 		}

@@ -28,7 +28,7 @@ func (a *addition) createPodInterface(ctx context.Context) error {
 		if !isNew {
 			return nil
 		}
-		return deleteBridgeIfUnused(conf.Bridge)
+		return link.DeleteBridgeIfUnused(conf.Bridge)
 	}, func() (err error) {
 		br, isNew, err = link.EnsureBridge(ctx, conf.Bridge, conf.MTU)
 		return err
@@ -168,21 +168,4 @@ func (a *addition) addGateways(br netlink.Link, res *current.Result) error {
 		}
 	}
 	return nil
-}
-
-// deleteBridgeIfUnused removes a host bridge vm-bridge created, unless a
-// concurrent ADD already plugged a port into it.
-func deleteBridgeIfUnused(name string) error {
-	br, err := link.ByName(name)
-	if link.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	ports, err := link.Ports(br)
-	if err != nil || len(ports) > 0 {
-		return err
-	}
-	return link.DeleteByName(name)
 }

@@ -3,7 +3,6 @@ package bridgetap
 import (
 	"context"
 	"errors"
-	"net"
 	"sync"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -30,20 +29,6 @@ func removeIngressByName(name string) error {
 		return err
 	}
 	return link.RemoveIngress(l)
-}
-
-func restoreMAC(name string, mac net.HardwareAddr) error {
-	l, err := link.ByName(name)
-	if link.IsNotFound(err) || mac == nil {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if l.Attrs().HardwareAddr.String() == mac.String() {
-		return nil
-	}
-	return link.SetMAC(l, mac)
 }
 
 // assume is what DEL removes without a record: the links the names of
@@ -99,8 +84,8 @@ func teardown(_ context.Context, t *plugin.Teardown[*NetConf, state]) {
 		if st.Chained {
 			async(inPod(func() error {
 				err := removeIngressByName(names.Pod)
-				if mac, perr := net.ParseMAC(st.PodMAC); perr == nil && st.Mode != ModeTCFilter {
-					err = errors.Join(err, restoreMAC(names.Pod, mac))
+				if st.Mode != ModeTCFilter {
+					err = errors.Join(err, link.RestoreMAC(names.Pod, st.PodMAC))
 				}
 				return err
 			}))

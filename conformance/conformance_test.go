@@ -3,7 +3,6 @@ package conformance_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,16 +17,8 @@ import (
 	"github.com/vmcni/vmcni/internal/testutil"
 )
 
-var subnetSeq = make(chan int, 1)
-
-func init() { subnetSeq <- 0 }
-
-// nextSubnet hands each suite run its own 10.231.x.0/24.
-func nextSubnet() string {
-	n := <-subnetSeq
-	subnetSeq <- n + 1
-	return fmt.Sprintf("10.231.%d.0/24", n%250)
-}
+// subnets hands each suite run its own 10.231.x.0/24.
+var subnets = testutil.NewSubnets(231)
 
 // env is one suite run's private world: a host bridge, a subnet, state and
 // IPAM dirs.
@@ -46,7 +37,7 @@ func newEnv(t *testing.T) *env {
 	testutil.RequiresRoot(t)
 	dir := t.TempDir()
 	e := &env{
-		t: t, bin: testutil.Binaries(t), bridge: testutil.UniqueName("vmctbr"), subnet: nextSubnet(),
+		t: t, bin: testutil.Binaries(t), bridge: testutil.UniqueName("vmctbr"), subnet: subnets.Next(),
 		stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"), sockDir: filepath.Join(dir, "sock"),
 	}
 	t.Cleanup(func() { _ = link.DeleteByName(e.bridge) })

@@ -19,21 +19,20 @@ import (
 // ones, and (vfio) it is bound to vfio-pci with its /dev/vfio node, or
 // (netdev) CNI_IFNAME is in the pod netns with the recorded MAC.
 func (p *Plugin) check(_ context.Context, c *plugin.Checking[*NetConf, state]) error {
-	st, conf := c.State, c.Conf
-	owner, err := readOwner(conf.StateDir, st.PCI)
+	owner, err := readOwner(c.Conf.StateDir, c.State.PCI)
 	if err != nil {
 		return err
 	}
 	if !owner.is(c.Args.ContainerID, c.Args.IfName, c.Args.Netns) {
-		return fmt.Errorf("VF %q is not allocated to this attachment (owner: %v)", st.PCI, owner)
+		return fmt.Errorf("VF %q is not allocated to this attachment (owner: %v)", c.State.PCI, owner)
 	}
-	if err := checkVF(p.vfs(conf.SysfsRoot), conf, st); err != nil {
+	if err := checkVF(p.vfs(c.Conf.SysfsRoot), c.Conf, c.State); err != nil {
 		return err
 	}
-	if st.Mode == ModeVFIO {
-		return checkVFIO(conf, st)
+	if c.State.Mode == ModeVFIO {
+		return checkVFIO(c.Conf, c.State)
 	}
-	return checkNetdev(st, c.Args)
+	return checkNetdev(c.State, c.Args)
 }
 
 // checkVF compares the VF's PF-side settings with the configured ones.

@@ -3,8 +3,6 @@ package sriov_test
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/skel"
-	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/internal/netns"
@@ -41,15 +38,8 @@ type testEnv struct {
 	subnet   string
 }
 
-var subnetSeq = make(chan int, 1)
-
-func init() { subnetSeq <- 10 }
-
-func nextSubnet() string {
-	n := <-subnetSeq
-	subnetSeq <- n + 1
-	return fmt.Sprintf("10.%d.%d.0/24", 150+n/250, n%250)
-}
+// subnets hands each test its own 10.x.y.0/24.
+var subnets = testutil.NewSubnets(150)
 
 func newEnv(t *testing.T, vfs int, sharedGroup bool) *testEnv {
 	t.Helper()
@@ -57,7 +47,7 @@ func newEnv(t *testing.T, vfs int, sharedGroup bool) *testEnv {
 	dir := t.TempDir()
 	e := &testEnv{
 		t: t, bin: testutil.Binaries(t), host: testutil.NewNS(t),
-		stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"), subnet: nextSubnet(),
+		stateDir: filepath.Join(dir, "state"), ipamDir: filepath.Join(dir, "ipam"), subnet: subnets.Next(),
 	}
 	e.k = sriovsim.Start(t, sriovsim.Options{VFs: vfs, SharedGroup: sharedGroup, HostNS: e.host.Path})
 	return e
@@ -164,14 +154,7 @@ type inProcess struct {
 }
 
 func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *skel.CmdArgs {
-	c := map[string]any{"cniVersion": "1.1.0", "name": "vmct-sriov"}
-	for k, v := range ip.conf {
-		c[k] = v
-	}
-	for k, v := range extra {
-		c[k] = v
-	}
-	data, _ := json.Marshal(c)
+	data := testutil.MergeConfig(map[string]any{"cniVersion": "1.1.0", "name": "vmct-sriov"}, ip.conf, extra)
 	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "net1", StdinData: data}
 }
 
@@ -201,17 +184,6 @@ func failAt(step string) func(string) error {
 			return testutil.ErrInjected
 		}
 		return nil
-	}
-}
-
-func assertCode(t *testing.T, err error, code uint) {
-	t.Helper()
-	var cniErr *types.Error
-	if !errors.As(err, &cniErr) {
-		t.Fatalf("want CNI error code %d, got %v", code, err)
-	}
-	if cniErr.Code != code {
-		t.Fatalf("want code %d, got %d (%s)", code, cniErr.Code, cniErr.Msg)
 	}
 }
 

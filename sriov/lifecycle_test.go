@@ -213,7 +213,7 @@ func TestNonViableGroup(t *testing.T) {
 	c := e.cni(e.conf(sriov.ModeVFIO, 3, allKnobs(nil)))
 	simBefore, hostBefore := e.k.State(), e.snapshot()
 	_, err := c.add(testutil.Runtime("nv1", pod.Path, "net1"))
-	assertCode(t, err, 7)
+	testutil.AssertCode(t, err, 7)
 	if !strings.Contains(err.Error(), sriovsim.NVMeAddr) {
 		t.Fatalf("error does not name the offending device: %v", err)
 	}
@@ -317,10 +317,10 @@ func TestStatus(t *testing.T) {
 	if err := os.RemoveAll(e.k.Abs("dev/vfio")); err != nil {
 		t.Fatal(err)
 	}
-	assertCode(t, e.cni(e.conf(sriov.ModeVFIO, 0, nil)).status(), 50)
+	testutil.AssertCode(t, e.cni(e.conf(sriov.ModeVFIO, 0, nil)).status(), 50)
 	if err := e.cni(e.conf(sriov.ModeNetdev, 0, nil)).status(); err != nil {
 		t.Fatalf("netdev STATUS without /dev/vfio: %v", err)
 	}
 	empty := t.TempDir()
-	assertCode(t, e.cni(e.conf(sriov.ModeNetdev, 0, map[string]any{"sysfsRoot": empty})).status(), 50)
+	testutil.AssertCode(t, e.cni(e.conf(sriov.ModeNetdev, 0, map[string]any{"sysfsRoot": empty})).status(), 50)
 }

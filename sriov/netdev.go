@@ -28,7 +28,7 @@ func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (plugin.Out
 	// is restored (an untrusted VF may not change its MAC while the PF
 	// imposes one), so this state-based step is registered before the
 	// knobs and runs after their undo steps.
-	a.Undo("restore netdev mac", func() error { return restoreHostMAC(st.Netdev, st.NetdevMAC) })
+	a.Undo("restore netdev mac", func() error { return link.RestoreMAC(st.Netdev, st.NetdevMAC) })
 	if err := a.applyVF(mac); err != nil {
 		return plugin.Outcome{}, err
 	}
@@ -199,24 +199,4 @@ func restoreNetdevs(links []netlink.Link, hostName string, mtu int) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// restoreHostMAC sets the host netdev name's MAC back to mac; a missing
-// link is success.
-func restoreHostMAC(name, mac string) error {
-	want, err := net.ParseMAC(mac)
-	if name == "" || err != nil {
-		return nil
-	}
-	l, err := link.ByName(name)
-	if link.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	if l.Attrs().HardwareAddr.String() == want.String() {
-		return nil
-	}
-	return link.SetMAC(l, want)
 }

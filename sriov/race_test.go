@@ -51,7 +51,7 @@ func TestRaceForOneVF(t *testing.T) {
 			if errs[0] != nil {
 				win, lose = 1, 0
 			}
-			assertCode(t, errs[lose], 11)
+			testutil.AssertCode(t, errs[lose], 11)
 			if !strings.Contains(errs[lose].Error(), "allocated to container \""+rts[win].ContainerID+"\"") {
 				t.Fatalf("loser's error does not name the owner: %v", errs[lose])
 			}

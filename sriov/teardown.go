@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/internal/plugin"
 )
@@ -53,7 +54,7 @@ func (p *Plugin) releaseVF(t *plugin.Teardown[*NetConf, state]) error {
 		errs = append(errs, restoreVF(ctl, st.PFNetdev, st.VF, st.Original))
 	}
 	if st.Mode == ModeNetdev {
-		errs = append(errs, restoreHostMAC(st.Netdev, st.NetdevMAC))
+		errs = append(errs, link.RestoreMAC(st.Netdev, st.NetdevMAC))
 	}
 	if st.Mode == ModeVFIO {
 		errs = append(errs, restoreDriver(hw, st.PCI, st.OrigDriver, st.OrigOverride, conf.bindTimeout))

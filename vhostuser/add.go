@@ -35,17 +35,8 @@ func (p *Plugin) add(ctx context.Context, a *plugin.Addition[*NetConf, state]) (
 	if err = a.Begin(st); err != nil {
 		return plugin.Outcome{}, err
 	}
-	created := false // marker: a directory that was there is not ours
-	err = a.Do("directory", func() error {
-		if !created {
-			return nil
-		}
-		return socketdir.Remove(paths)
-	}, func() (err error) {
-		created, err = socketdir.Make(paths, gid, conf.mode)
-		return err
-	})
-	if err != nil {
+	undo, do := socketdir.Step(paths, gid, conf.mode)
+	if err = a.Do("directory", undo, do); err != nil {
 		return plugin.Outcome{}, err
 	}
 	res, err := a.Allocate(ctx)

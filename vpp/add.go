@@ -69,17 +69,8 @@ func (p *Plugin) add(ctx context.Context, pa *plugin.Addition[*NetConf, state]) 
 			return plugin.Outcome{}, err
 		}
 	}
-	created := false // marker: a directory that was there is not ours
-	err = a.Do("socket-dir", func() error {
-		if !created {
-			return nil
-		}
-		return socketdir.Remove(pth)
-	}, func() (err error) {
-		created, err = socketdir.Make(pth, gid, conf.dirMode)
-		return err
-	})
-	if err != nil {
+	undo, do := socketdir.Step(pth, gid, conf.dirMode)
+	if err = a.Do("socket-dir", undo, do); err != nil {
 		return plugin.Outcome{}, err
 	}
 	if err = a.plumbVPP(l3); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/internal/store"
+	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
@@ -79,9 +80,9 @@ func TestUnreachableVPP(t *testing.T) {
 			e := newEnv(t, map[string]any{"apiSocket": c.socket(t), "timeout": "300ms"})
 			start := time.Now()
 			err := realPlugin().Status(e.args("", "", nil))
-			assertCode(t, err, 50)
+			testutil.AssertCode(t, err, 50)
 			err = realPlugin().Add(e.args("c1", "eth0", nil))
-			assertCode(t, err, c.addCode)
+			testutil.AssertCode(t, err, c.addCode)
 			if d := time.Since(start); d > 3*time.Second {
 				t.Errorf("STATUS+ADD took %s with a 300ms timeout", d)
 			}
@@ -122,7 +123,7 @@ func TestIncompatibleVPP(t *testing.T) {
 	e := newEnv(t, map[string]any{"interface": "memif"})
 	e.vpp.MakeIncompatible("memif_create_v2", "memif_dump")
 	_, err := e.add("c1")
-	assertCode(t, err, 50)
+	testutil.AssertCode(t, err, 50)
 	var inc *vppapi.IncompatibleError
 	if !errors.As(err, &inc) {
 		t.Fatalf("error %v is not an IncompatibleError", err)
@@ -136,7 +137,7 @@ func TestIncompatibleVPP(t *testing.T) {
 		t.Errorf("requests sent to an incompatible VPP: %v", got)
 	}
 	assertNoFiles(t, e.stateDir, e.socketDir)
-	assertCode(t, e.plugin(nil).Status(e.args("", "", nil)), 50)
+	testutil.AssertCode(t, e.plugin(nil).Status(e.args("", "", nil)), 50)
 
 	vhost := newEnv(t, nil)
 	vhost.vpp.MakeIncompatible("memif_create_v2")
@@ -179,7 +180,7 @@ func TestPathRules(t *testing.T) {
 				e.conf["socketDir"] = c.socketDir
 			}
 			err := e.plugin(nil).Add(e.args(c.cid, c.ifn, nil))
-			assertCode(t, err, c.code)
+			testutil.AssertCode(t, err, c.code)
 			if n := e.vpp.Connections(); n != 0 {
 				t.Errorf("%d VPP connections before rejecting the path", n)
 			}
@@ -218,7 +219,7 @@ func TestSocketDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = e2.add("c1")
-	assertCode(t, err, 7)
+	testutil.AssertCode(t, err, 7)
 	assertVPPClean(t, e2.vpp)
 	if entries, _ := os.ReadDir(target); len(entries) != 0 {
 		t.Errorf("wrote through the symlink: %v", entries)

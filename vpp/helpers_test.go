@@ -11,7 +11,6 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
-	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/vpp"
 	"github.com/vmcni/vmcni/vpp/fakevpp"
@@ -108,17 +107,6 @@ func (e *env) del(containerID string) error {
 
 func (e *env) socketPath(containerID, name string) string {
 	return filepath.Join(e.socketDir, containerID, "eth0", name)
-}
-
-// assertCode checks err carries CNI code want.
-func assertCode(t *testing.T, err error, want uint) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("err = nil, want code %d", want)
-	}
-	if got := cnierr.Code(err); got != want {
-		t.Fatalf("code %d (%v), want %d", got, err, want)
-	}
 }
 
 // assertVPPClean checks the fake holds only what VPP starts with (local0,

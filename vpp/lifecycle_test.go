@@ -154,7 +154,7 @@ func TestAddExisting(t *testing.T) {
 	e.mustAdd("c1")
 	e.vpp.ResetCalls()
 	_, err := e.add("c1")
-	assertCode(t, err, 7)
+	testutil.AssertCode(t, err, 7)
 	if got := withoutDumps(e.vpp.Names()); len(got) != 0 {
 		t.Errorf("second ADD sent %v", got)
 	}

@@ -2,12 +2,12 @@ package vpp
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
 	"net"
 	"strings"
 
+	"github.com/vmcni/vmcni/internal/naming"
 	"github.com/vmcni/vmcni/internal/socketdir"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
@@ -27,21 +27,12 @@ const (
 // TagPrefix starts every VPP interface tag vm-vpp writes.
 const TagPrefix = "vmcni/"
 
-func hashHex(parts ...string) string {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // networkHash identifies a network in tags.
-func networkHash(network string) string { return hashHex("network", network)[:8] }
+func networkHash(network string) string { return naming.Digest("network", network)[:8] }
 
 // attachmentHash identifies (containerID, ifName) in tags.
 func attachmentHash(containerID, ifName string) string {
-	return hashHex("attachment", containerID, ifName)[:24]
+	return naming.Digest("attachment", containerID, ifName)[:24]
 }
 
 // Tag is the tag of the VPP interface of an attachment:

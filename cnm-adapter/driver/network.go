@@ -96,7 +96,7 @@ func (d *Driver) deleteNetwork(ctx context.Context, id string) error {
 		errs = append(errs, d.deleteEndpointLocked(ctx, ep.ID))
 	}
 	if n.Bridge != "" && !n.BridgeExisted {
-		errs = append(errs, deleteBridgeIfUnused(n.Bridge))
+		errs = append(errs, link.DeleteBridgeIfUnused(n.Bridge))
 	}
 	if err = errors.Join(errs...); err != nil {
 		return fmt.Errorf("delete network %q: %w", short(id), err)
@@ -136,20 +136,3 @@ func (d *Driver) ProgramExternalConnectivity(_ context.Context, req *api.Externa
 
 // RevokeExternalConnectivity implements api.NetworkDriver (nothing to do).
 func (d *Driver) RevokeExternalConnectivity(context.Context, *api.EndpointRequest) error { return nil }
-
-// deleteBridgeIfUnused removes a host bridge unless something is plugged
-// into it.
-func deleteBridgeIfUnused(name string) error {
-	br, err := link.ByName(name)
-	if link.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	ports, err := link.Ports(br)
-	if err != nil || len(ports) > 0 {
-		return err
-	}
-	return link.DeleteByName(name)
-}

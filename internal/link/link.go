@@ -195,3 +195,42 @@ func SetAlias(l netlink.Link, alias string) error {
 	}
 	return nil
 }
+
+// RestoreMAC gives the link called name the MAC mac (as text) back when
+// it has another one. An empty name, an unparsable mac or a missing link
+// is success: there is nothing to restore.
+func RestoreMAC(name, mac string) error {
+	want, err := net.ParseMAC(mac)
+	if name == "" || err != nil {
+		return nil
+	}
+	l, err := ByName(name)
+	if IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if l.Attrs().HardwareAddr.String() == want.String() {
+		return nil
+	}
+	return SetMAC(l, want)
+}
+
+// DeleteBridgeIfUnused removes the bridge called name unless something is
+// plugged into it (a concurrent ADD, another pod). A missing bridge is
+// success.
+func DeleteBridgeIfUnused(name string) error {
+	br, err := ByName(name)
+	if IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ports, err := Ports(br)
+	if err != nil || len(ports) > 0 {
+		return err
+	}
+	return DeleteByName(name)
+}

@@ -155,3 +155,21 @@ func Remove(p Paths) error {
 	}
 	return nil
 }
+
+// Step is Make as an undoable ADD step: undo removes the directory only
+// when do created it (a directory that was there is not this attachment's),
+// and is harmless when do never ran. Register undo before running do.
+func Step(p Paths, gid int, mode os.FileMode) (undo, do func() error) {
+	created := false
+	undo = func() error {
+		if !created {
+			return nil
+		}
+		return Remove(p)
+	}
+	do = func() (err error) {
+		created, err = Make(p, gid, mode)
+		return err
+	}
+	return undo, do
+}

@@ -32,3 +32,14 @@ func ExpectCode(t *testing.T, what string, err error, codes ...uint) bool {
 	t.Fatalf("%s error with code %d, want one of %v: %v", what, c, codes, err)
 	return false
 }
+
+// AssertCode fails t unless err carries CNI error code want.
+func AssertCode(t testing.TB, err error, want uint) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("err = nil, want CNI error code %d", want)
+	}
+	if got := cnierr.Code(err); got != want {
+		t.Fatalf("CNI error code %d (%v), want %d", got, err, want)
+	}
+}
