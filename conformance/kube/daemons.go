@@ -10,14 +10,16 @@ import (
 	"time"
 
 	"github.com/vmcni/vmcni/internal/testutil"
+	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
 
 // PauseImage is the pod sandbox image, built locally (see Images).
 const PauseImage = "localhost/vmcni/pause:test"
 
 // installCNI puts Multus and the reference plugins the default network
-// needs into CNIBinDir and Multus's configuration into containerd's
-// private conf dir.
+// needs into CNIBinDir, with vm-sriov-sim (vm-sriov on the simulated PF:
+// this node has no SR-IOV; the DaemonSet installs the real vm-sriov), and
+// Multus's configuration into containerd's private conf dir.
 func (c *Cluster) installCNI(multus, plugins string) error {
 	if err := os.MkdirAll(CNIBinDir, 0o755); err != nil {
 		return err
@@ -25,6 +27,7 @@ func (c *Cluster) installCNI(multus, plugins string) error {
 	for src, name := range map[string]string{
 		multus: "multus", filepath.Join(plugins, "bridge"): "bridge",
 		filepath.Join(plugins, "host-local"): "host-local", filepath.Join(plugins, "loopback"): "loopback",
+		filepath.Join(plugins, sriovsim.PluginType): sriovsim.PluginType,
 	} {
 		if err := copyFile(src, filepath.Join(CNIBinDir, name)); err != nil {
 			return fmt.Errorf("install %s: %w", name, err)
