@@ -1,8 +1,9 @@
 // Package vmnet is the runtime side of the vmcni hint contract (package
 // github.com/vmcni/vmcni/pkg/hint): it turns what vmcni plugins report into
 // a Plan, one NIC per attachment, and renders that plan for a VMM and for the
-// guest. Everything here is a pure function: nothing opens devices, enters a
-// netns or touches links.
+// guest. Planning and rendering (PlanFromHints, PlanFromResult and the VMM
+// argument builders) are pure functions: they open no device, enter no
+// netns and touch no link; the launcher subpackage is what runs a VMM.
 //
 // # Inputs
 //

@@ -1,5 +1,7 @@
-// Package link is vmcni's one gateway to netlink: every link, address, qdisc
-// and filter change goes through here.
+// Package link is vmcni's gateway to netlink for links, addresses, qdiscs
+// and filters: the plugins change them through here (vm-sriov's PF-side VF
+// settings go through its own VFController, tap creation through the tun
+// ioctls in this package).
 //
 // Calls act in the network namespace of the calling OS thread (wrap them in
 // netns.Do to act inside a pod). Dump calls are retried when the kernel

@@ -9,7 +9,9 @@
 // not in cni.dev/valid-attachments as a DEL.
 //
 // Layout: <stateDir>/<containerID>/<ifName>/record.json, next to the hint
-// file of package hint. Writes are atomic (temp file + rename). Lock
+// file of package hint. Writes are atomic and durable (temp file, fsync,
+// rename, fsync of the directory): after a crash a record is the old one or
+// the new one, never empty. Lock
 // serialises commands on one attachment across processes with flock(2).
 package store
 
