@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/utils"
 
 	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/link"
@@ -48,7 +49,15 @@ func (a *Attachment) Close(forget bool) {
 
 // ValidateArgs checks the CNI_CONTAINERID and CNI_IFNAME values a plugin
 // uses in names (state paths, link names): code 4 when they cannot be.
+// The CNI library's own checks come first (their messages and codes),
+// then vmcni's: a container ID that can name a file and a directory.
 func ValidateArgs(containerID, ifName string) error {
+	if err := utils.ValidateContainerID(containerID); err != nil {
+		return err
+	}
+	if err := utils.ValidateInterfaceName(ifName); err != nil {
+		return err
+	}
 	if err := hint.ValidateKey(containerID, ifName); err != nil {
 		return cnierr.Env("%w", err)
 	}

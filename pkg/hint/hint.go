@@ -185,11 +185,18 @@ func (h *Hint) Validate() error {
 // them safe as a path element.
 var containerIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 
+// MaxContainerID is the longest container ID ValidateKey accepts: with
+// "_" and a 15-byte interface name it still fits a file name (255 bytes).
+const MaxContainerID = 239
+
 // ValidateKey checks that containerID and ifname are safe to use as path
 // elements (CNI spec rules for container IDs; no '/', NUL, "." or "..").
 func ValidateKey(containerID, ifName string) error {
 	if !containerIDPattern.MatchString(containerID) {
 		return fmt.Errorf("container ID %q does not match %s", containerID, containerIDPattern)
+	}
+	if len(containerID) > MaxContainerID {
+		return fmt.Errorf("container ID is %d bytes, over the %d that fit in file names", len(containerID), MaxContainerID)
 	}
 	if ifName == "" || ifName == "." || ifName == ".." || len(ifName) > 15 {
 		return fmt.Errorf("interface name %q must be 1-15 bytes and not '.' or '..'", ifName)
