@@ -185,10 +185,15 @@ func (a *addition) plumbBridge(ctx context.Context, mtu int, podMAC net.Hardware
 			return err
 		}
 		var br netlink.Link
+		ours := true // marker: a link of that name that was there is not ours
 		err = a.Do("netns-bridge", func() error {
+			if !ours {
+				return nil
+			}
 			return a.inNetnsIfExists(func() error { return link.DeleteByName(names.NetnsBridge) })
 		}, func() error {
 			if br, err = link.CreateBridge(ctx, names.NetnsBridge, mtu); err != nil {
+				ours = !errors.Is(err, syscall.EEXIST)
 				return err
 			}
 			return link.SetGroup(br, a.st.Group)
@@ -259,13 +264,18 @@ func (a *addition) plumbMacvtap(ctx context.Context, mtu int, podMAC, guestMAC n
 		if err = a.changePodMAC(pod, podMAC, newMAC); err != nil {
 			return err
 		}
+		ours := true // marker: a link of that name that was there is not ours
 		return a.Do("macvtap", func() error {
+			if !ours {
+				return nil
+			}
 			return a.inNetnsIfExists(func() error { return link.DeleteByName(names.Macvtap) })
 		}, func() error {
 			mvt, err := link.CreateMacvtap(ctx, link.Macvtap{
 				Name: names.Macvtap, Parent: pod, Mode: conf.MacvtapMode, MAC: guestMAC, MTU: mtu, TxQLen: macvtapTxQLen,
 			})
 			if err != nil {
+				ours = !errors.Is(err, syscall.EEXIST)
 				return err
 			}
 			ifindex = mvt.Attrs().Index

@@ -37,7 +37,16 @@ func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (plugin.Out
 		return plugin.Outcome{}, cnierr.Env("CNI_NETNS: %w", err)
 	}
 	defer podNS.Close()
-	err = a.Do("netdev-move", func() error { return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU) }, func() error {
+	// marker: CNI_IFNAME in the pod is the VF only once the move succeeded
+	// (MoveToNetns undoes a half move itself); a pod interface of that name
+	// that was there before is not ours to take.
+	moved := false
+	err = a.Do("netdev-move", func() error {
+		if !moved {
+			return nil
+		}
+		return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU)
+	}, func() error {
 		l, err := link.ByName(st.Netdev)
 		if err != nil {
 			return err
@@ -45,6 +54,7 @@ func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (plugin.Out
 		if err = link.MoveToNetns(l, int(podNS.Fd()), args.IfName); err != nil {
 			return fmt.Errorf("move VF %q netdev into netns %q: %w", st.PCI, args.Netns, err)
 		}
+		moved = true
 		return nil
 	})
 	if err != nil {
