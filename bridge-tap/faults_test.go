@@ -97,7 +97,8 @@ func TestFaultAfterEachStep(t *testing.T) {
 						testutil.AssertSameNetns(t, ns.Path, nsBefore)
 						testutil.AssertSameHost(t, hostBefore, e.dirs(), e.bridge)
 					},
-					Crash: true,
+					Crash:    true,
+					FailUndo: true,
 				}.Run(t)
 				if !chained && !slices.Contains(points, "link "+e.bridge+" created") {
 					t.Fatalf("the sweep never stopped EnsureBridge half way: %q", points)

@@ -8,6 +8,7 @@ import (
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/sriov"
+	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
 
 var modes = []string{sriov.ModeNetdev, sriov.ModeVFIO}
@@ -47,8 +48,9 @@ func TestFaultAfterEachStep(t *testing.T) {
 						t.Fatalf("%s: device-info file left", when)
 					}
 				},
-				Want:  wantSteps[mode],
-				Crash: true,
+				Want:     wantSteps[mode],
+				Crash:    true,
+				FailUndo: true,
 			}.Run(t)
 			e.k.TakeWrites()
 		})
@@ -74,6 +76,48 @@ func TestAddAfterCrash(t *testing.T) {
 	}
 	if err := ip.del("again", pod.Path); err != nil {
 		t.Fatalf("DEL: %v", err)
+	}
+	e.k.AssertState(t, simBefore)
+}
+
+// TestDirtyVFStaysAllocated: an ADD fails and its rollback cannot restore
+// the VF (the trust knob's undo fails): the VF stays allocated to the
+// failed attachment, so the next pod's ADD is refused (code 11, try
+// again) instead of getting a VF with trust on; the failed attachment's
+// DEL restores the VF and frees it. sriov-cni's "VF not reset after a
+// failed ADD" cannot happen.
+func TestDirtyVFStaysAllocated(t *testing.T) {
+	e := newEnv(t, 1, false)
+	t.Setenv("CNI_PATH", e.bin)
+	pod, next := testutil.NewNS(t), testutil.NewNS(t)
+	ip := &inProcess{e: e, conf: e.conf(sriov.ModeVFIO, 0, allKnobs(nil))}
+	simBefore := e.k.State()
+	failTrustRestore := plugin.WithStepHook(func(p string) error {
+		if p == "hint" || p == plugin.UndoPoint("vf-trust") {
+			return testutil.ErrInjected
+		}
+		return nil
+	})
+	if err := ip.add("dirty", pod.Path, failTrustRestore); !errors.Is(err, testutil.ErrInjected) {
+		t.Fatalf("ADD: %v", err)
+	}
+	if !e.k.VF(0).Trust {
+		t.Fatal("the injected undo failure did not leave trust on")
+	}
+	owner, err := sriov.ReadOwner(e.stateDir, sriovsim.VFAddr(0))
+	if err != nil || owner == nil || owner.ContainerID != "dirty" {
+		t.Fatalf("VF owner after the failed rollback: %+v, %v", owner, err)
+	}
+	testutil.AssertCode(t, ip.add("next", next.Path), 11)
+	if err := ip.del("dirty", pod.Path); err != nil {
+		t.Fatalf("DEL of the failed attachment: %v", err)
+	}
+	e.k.AssertState(t, simBefore)
+	if err := ip.add("next", next.Path); err != nil {
+		t.Fatalf("ADD once the VF is clean: %v", err)
+	}
+	if err := ip.del("next", next.Path); err != nil {
+		t.Fatal(err)
 	}
 	e.k.AssertState(t, simBefore)
 }

@@ -157,9 +157,10 @@ func TestFaultsAndCrashes(t *testing.T) {
 		GC: func() error {
 			return vhostuser.New().GC(args(w.conf(map[string]any{"cni.dev/valid-attachments": []types.GCAttachment{}}), ""))
 		},
-		Same:  func(testing.TB, string) { w.assertClean(before) },
-		Want:  []string{"record", "directory", "ipam", "port", "hint"},
-		Crash: true,
+		Same:     func(testing.TB, string) { w.assertClean(before) },
+		Want:     []string{"record", "directory", "ipam", "port", "hint"},
+		Crash:    true,
+		FailUndo: true,
 	}.Run(t)
 }
 

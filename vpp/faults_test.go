@@ -121,7 +121,8 @@ func TestFaultAfterEachStep(t *testing.T) {
 						}
 					}
 				},
-				Crash: true,
+				Crash:    true,
+				FailUndo: true,
 			}.Run(t)
 		})
 	}

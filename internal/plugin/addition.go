@@ -69,7 +69,7 @@ func (a *Addition[C, S]) Begin(st *S) error {
 // fails, so a device that could not be restored is not handed to the next
 // pod, and its record lets DEL or GC finish the job.
 func (a *Addition[C, S]) Claim(step string, release func() error, take func() error) error {
-	a.undo.PushRelease(step, release)
+	a.undo.PushRelease(step, a.guarded(step, release))
 	if err := take(); err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func (a *Addition[C, S]) Save() error {
 // step did nothing), runs do, then reports the step to the fault hook.
 func (a *Addition[C, S]) Do(step string, undo func() error, do func() error) error {
 	if undo != nil {
-		a.undo.Push(step, undo)
+		a.undo.Push(step, a.guarded(step, undo))
 	}
 	if err := do(); err != nil {
 		return err
@@ -102,11 +102,30 @@ func (a *Addition[C, S]) Do(step string, undo func() error, do func() error) err
 }
 
 // Undo registers fn to revert a side effect about to happen.
-func (a *Addition[C, S]) Undo(name string, fn func() error) { a.undo.Push(name, fn) }
+func (a *Addition[C, S]) Undo(name string, fn func() error) { a.undo.Push(name, a.guarded(name, fn)) }
 
 // UndoRelease registers fn to give back a resource about to be taken,
 // skipped like Claim's when a later undo fails.
-func (a *Addition[C, S]) UndoRelease(name string, fn func() error) { a.undo.PushRelease(name, fn) }
+func (a *Addition[C, S]) UndoRelease(name string, fn func() error) {
+	a.undo.PushRelease(name, a.guarded(name, fn))
+}
+
+// UndoPoint is the fault point an undo step named name passes before it
+// runs: a hook error there makes the undo fail without running (tests of
+// a rollback that cannot finish).
+func UndoPoint(name string) string { return "undo " + name }
+
+// guarded makes fn fail when the fault hook fails its UndoPoint.
+func (a *Addition[C, S]) guarded(name string, fn func() error) func() error {
+	return func() error {
+		if a.engine.hook != nil {
+			if err := a.engine.hook(UndoPoint(name)); err != nil {
+				return err
+			}
+		}
+		return fn()
+	}
+}
 
 // Step reports that the side effect named step is done; an error from the
 // fault hook must fail the ADD there.

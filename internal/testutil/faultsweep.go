@@ -3,6 +3,7 @@ package testutil
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/vmcni/vmcni/internal/plugin"
@@ -16,7 +17,10 @@ var ErrInjected = errors.New("injected fault")
 // a step (package fault: a link created but not yet up). At each point
 // the rolled-back ADD must leave the host exactly as before; with Crash,
 // an ADD stopped there without rollback (as a crash would leave it) must
-// then be cleaned up by DEL (even points) or GC (odd points).
+// then be cleaned up by DEL (even points) or GC (odd points). With
+// FailUndo, each undo step of each of those rollbacks is made to fail
+// once: the rollback then keeps the record and the allocations, and DEL
+// or GC must bring the host back exactly.
 type FaultSweep struct {
 	// Add runs one ADD of the attachment with the engine options given.
 	Add func(opts ...plugin.Option) error
@@ -31,6 +35,29 @@ type FaultSweep struct {
 	Want []string
 	// Crash also crashes ADD at each point and cleans up with DEL or GC.
 	Crash bool
+	// FailUndo also fails each undo step of each rollback once.
+	FailUndo bool
+}
+
+// failing is a hook failing at point, and at the undo point undo (when
+// not empty) once; seen collects the undo points the rollback passed.
+func failing(point, undo string, seen *[]string) plugin.Option {
+	undoFailed := false
+	return plugin.WithStepHook(func(p string) error {
+		switch {
+		case p == point:
+			return ErrInjected
+		case strings.HasPrefix(p, plugin.UndoPoint("")):
+			if seen != nil {
+				*seen = append(*seen, p)
+			}
+			if p == undo && !undoFailed {
+				undoFailed = true
+				return ErrInjected
+			}
+		}
+		return nil
+	})
 }
 
 // Run runs the sweep and returns the points a clean ADD passed.
@@ -49,34 +76,44 @@ func (s FaultSweep) Run(t *testing.T) []string {
 	}
 	s.Same(t, "clean ADD and DEL")
 	for i, point := range points {
-		failAt := plugin.WithStepHook(func(p string) error {
-			if p == point {
-				return ErrInjected
-			}
-			return nil
-		})
+		var undos []string
 		s.reset()
-		if err := s.Add(failAt); !errors.Is(err, ErrInjected) {
+		if err := s.Add(failing(point, "", &undos)); !errors.Is(err, ErrInjected) {
 			t.Fatalf("fault at %q: ADD returned %v", point, err)
 		}
 		s.Same(t, "rollback at "+point)
-		if !s.Crash {
+		if s.Crash {
+			s.reset()
+			if err := s.Add(failing(point, "", nil), plugin.WithoutRollback()); !errors.Is(err, ErrInjected) {
+				t.Fatalf("crash at %q: ADD returned %v", point, err)
+			}
+			s.clean(t, i, "crash at "+point)
+		}
+		if !s.FailUndo {
 			continue
 		}
-		s.reset()
-		if err := s.Add(failAt, plugin.WithoutRollback()); !errors.Is(err, ErrInjected) {
-			t.Fatalf("crash at %q: ADD returned %v", point, err)
+		for j, undo := range undos {
+			s.reset()
+			if err := s.Add(failing(point, undo, nil)); !errors.Is(err, ErrInjected) {
+				t.Fatalf("fault at %q, %s failing: ADD returned %v", point, undo, err)
+			}
+			s.clean(t, i+j, "fault at "+point+" and failed "+undo)
 		}
-		clean, what := s.Del, "DEL"
-		if i%2 == 1 && s.GC != nil {
-			clean, what = s.GC, "GC"
-		}
-		if err := clean(); err != nil {
-			t.Fatalf("%s after crash at %q: %v", what, point, err)
-		}
-		s.Same(t, what+" after crash at "+point)
 	}
 	return points
+}
+
+// clean runs DEL (even n) or GC (odd n) and checks the host.
+func (s FaultSweep) clean(t *testing.T, n int, after string) {
+	t.Helper()
+	clean, what := s.Del, "DEL"
+	if n%2 == 1 && s.GC != nil {
+		clean, what = s.GC, "GC"
+	}
+	if err := clean(); err != nil {
+		t.Fatalf("%s after %s: %v", what, after, err)
+	}
+	s.Same(t, what+" after "+after)
 }
 
 func (s FaultSweep) reset() {
