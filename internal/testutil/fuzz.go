@@ -9,10 +9,20 @@ import (
 // AddConfigSeeds adds each plugin config to f's corpus twice: with no
 // CNI_ARGS and with the IgnoreUnknown and MAC arguments runtimes send.
 func AddConfigSeeds(f *testing.F, configs ...string) {
+	configs = append(configs, prevResultSeeds...)
 	for _, c := range configs {
 		f.Add([]byte(c), "")
 		f.Add([]byte(c), "IgnoreUnknown=1;MAC=02:00:00:00:00:09")
 	}
+}
+
+// prevResultSeeds are every parser's seeds with a prevResult of each
+// version the CNI library converts, and with null entries (which the
+// library's conversion of 0.4.0 dereferences).
+var prevResultSeeds = []string{
+	`{"cniVersion":"0.4.0","name":"n","prevResult":{"cniVersion":"0.4.0","interfaces":[{"name":"eth0","sandbox":"/x"}],"ips":[{"version":"4","address":"10.1.0.2/24","interface":0}],"routes":[{"dst":"0.0.0.0/0"}]}}`,
+	`{"cniVersion":"0.4.0","name":"n","prevResult":{"cniVersion":"0.4.0","interfaces":[null],"ips":[null],"routes":[null]}}`,
+	`{"cniVersion":"1.0.0","name":"n","prevResult":{"cniVersion":"1.0.0","interfaces":[null],"ips":[{"address":"10.1.0.2/24","interface":0}]}}`,
 }
 
 // ExpectCode is a fuzz target's contract on one call: err is nil or a CNI
