@@ -8,6 +8,8 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	bridgetap "github.com/vmcni/vmcni/bridge-tap"
 	"github.com/vmcni/vmcni/internal/link"
@@ -128,4 +130,77 @@ func TestEnsureBridgeHalfWay(t *testing.T) {
 		t.Fatal("the half-made bridge was left on the host")
 	}
 	e.assertClean()
+}
+
+// TestSharedIngressQdisc: the pod interface already has an ingress qdisc
+// with another component's filter; vm-bridge's rollback and DEL remove
+// only their own filter, and the other one keeps working.
+func TestSharedIngressQdisc(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("CNI_PATH", e.bin)
+	ns := testutil.NewNS(t)
+	prev, ptp := prevFromPtp(t, e, "shared", ns.Path)
+	t.Cleanup(func() { _ = ptp.Del(testutil.Runtime("shared", ns.Path, "eth0")) })
+	const foreignPrio = 7
+	inNS(t, ns.Path, func() error {
+		pod, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil {
+			return err
+		}
+		mirror := netlink.NewMirredAction(lo.Attrs().Index) // a copy to lo: harmless
+		mirror.MirredAction, mirror.Action = netlink.TCA_EGRESS_MIRROR, netlink.TC_ACT_PIPE
+		if err = netlink.QdiscAdd(&netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
+			LinkIndex: pod.Attrs().Index, Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_INGRESS}}); err != nil {
+			return err
+		}
+		return netlink.FilterAdd(&netlink.U32{
+			FilterAttrs: netlink.FilterAttrs{LinkIndex: pod.Attrs().Index, Parent: netlink.MakeHandle(0xffff, 0),
+				Priority: foreignPrio, Protocol: unix.ETH_P_ALL},
+			Sel:     &netlink.TcU32Sel{Flags: netlink.TC_U32_TERMINAL, Nkeys: 1, Keys: []netlink.TcU32Key{{}}},
+			Actions: []netlink.Action{mirror},
+		})
+	})
+	foreignLeft := func(when string) {
+		t.Helper()
+		inNS(t, ns.Path, func() error {
+			pod, err := netlink.LinkByName("eth0")
+			if err != nil {
+				return err
+			}
+			filters, err := netlink.FilterList(pod, netlink.MakeHandle(0xffff, 0))
+			if err != nil {
+				return err
+			}
+			prios := map[uint16]bool{}
+			for _, f := range filters {
+				prios[f.Attrs().Priority] = true
+			}
+			if !prios[foreignPrio] || prios[link.RedirectPriority] {
+				t.Fatalf("%s: ingress filter priorities %v, want only the foreign %d", when, prios, foreignPrio)
+			}
+			return nil
+		})
+	}
+	ip := &inProcess{e: e, conf: e.chainedVMBridge(bridgetap.ModeTCFilter)}
+	failLate := plugin.WithStepHook(func(p string) error {
+		if p == "hint" {
+			return testutil.ErrInjected
+		}
+		return nil
+	})
+	if err := ip.add("shared", ns.Path, prev, failLate); !errors.Is(err, testutil.ErrInjected) {
+		t.Fatalf("ADD: %v", err)
+	}
+	foreignLeft("after the rollback")
+	if err := ip.add("shared", ns.Path, prev); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	if err := ip.del("shared", ns.Path, prev); err != nil {
+		t.Fatalf("DEL: %v", err)
+	}
+	foreignLeft("after DEL")
 }

@@ -150,8 +150,18 @@ func (a *addition) plumbTCFilter(ctx context.Context, mtu int) error {
 		if err != nil {
 			return err
 		}
+		// An ingress qdisc already on the pod interface belongs to another
+		// component (a CNI before us, a service mesh): recorded, so that
+		// rollback and DEL remove only vmcni's filter from it.
+		if a.st.PodIngressShared, err = link.HasIngress(pod); err != nil {
+			return err
+		}
+		if err = a.Save(); err != nil {
+			return err
+		}
+		shared := a.st.PodIngressShared
 		err = a.Do("redirect-pod-to-tap", func() error {
-			return a.inNetnsIfExists(func() error { return removeIngressByName(names.Pod) })
+			return a.inNetnsIfExists(func() error { return removeRedirectByName(names.Pod, shared) })
 		}, func() error { return link.RedirectIngress(pod, tap) })
 		if err != nil {
 			return err

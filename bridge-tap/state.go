@@ -11,6 +11,9 @@ type state struct {
 	// PodMAC is the pod interface's MAC before vm-bridge touched it; DEL
 	// restores it in chained bridge/macvtap modes.
 	PodMAC string `json:"podMAC,omitempty"`
+	// PodIngressShared reports that the pod interface had an ingress qdisc
+	// before ADD (tcfilter): DEL then removes only vmcni's filter from it.
+	PodIngressShared bool `json:"podIngressShared,omitempty"`
 	// GuestMAC is the MAC handed to the guest.
 	GuestMAC string `json:"guestMAC,omitempty"`
 	// Group is the link group of the links vm-bridge created in the pod

@@ -20,7 +20,9 @@ func ignoreGone(err error) error {
 	return err
 }
 
-func removeIngressByName(name string) error {
+// removeRedirectByName removes vmcni's redirect from the ingress of the
+// link called name (see link.RemoveRedirect); a missing link is success.
+func removeRedirectByName(name string, shared bool) error {
 	l, err := link.ByName(name)
 	if link.IsNotFound(err) {
 		return nil
@@ -28,7 +30,7 @@ func removeIngressByName(name string) error {
 	if err != nil {
 		return err
 	}
-	return link.RemoveIngress(l)
+	return link.RemoveRedirect(l, shared)
 }
 
 // assume is what DEL removes without a record: the links the names of
@@ -83,7 +85,7 @@ func teardown(_ context.Context, t *plugin.Teardown[*NetConf, state]) {
 		}))
 		if st.Chained {
 			async(inPod(func() error {
-				err := removeIngressByName(names.Pod)
+				err := removeRedirectByName(names.Pod, st.PodIngressShared)
 				if st.Mode != ModeTCFilter {
 					err = errors.Join(err, link.RestoreMAC(names.Pod, st.PodMAC))
 				}

@@ -84,3 +84,49 @@ func RedirectTarget(l netlink.Link) (int, error) {
 	}
 	return 0, nil
 }
+
+// HasIngress reports whether l has an ingress qdisc.
+func HasIngress(l netlink.Link) (bool, error) {
+	var qdiscs []netlink.Qdisc
+	err := retry(func() (err error) { qdiscs, err = netlink.QdiscList(l); return err })
+	if err != nil {
+		return false, fmt.Errorf("list qdiscs of %q: %w", l.Attrs().Name, err)
+	}
+	for _, q := range qdiscs {
+		if q.Type() == "ingress" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// RemoveRedirect deletes vmcni's redirect filter from l's ingress (the
+// filters at RedirectPriority) and then, unless shared (the qdisc was
+// there before vmcni), the ingress qdisc when no other filter is left on
+// it. Other components' filters, and their qdisc, are never touched. A
+// missing qdisc, filter or link is success.
+func RemoveRedirect(l netlink.Link, shared bool) error {
+	var filters []netlink.Filter
+	err := retry(func() (err error) { filters, err = netlink.FilterList(l, ingressParent); return err })
+	if err != nil {
+		if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOENT) || IsNotFound(err) {
+			return nil // no ingress qdisc
+		}
+		return fmt.Errorf("list filters of %q: %w", l.Attrs().Name, err)
+	}
+	others := 0
+	for _, f := range filters {
+		if f.Attrs().Priority != RedirectPriority {
+			others++
+			continue
+		}
+		err := retry(func() error { return netlink.FilterDel(f) })
+		if err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EINVAL) {
+			return fmt.Errorf("delete redirect filter of %q: %w", l.Attrs().Name, err)
+		}
+	}
+	if shared || others > 0 {
+		return nil
+	}
+	return RemoveIngress(l)
+}
