@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 
+	vmnetns "github.com/vmcni/vmcni/internal/netns"
+
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
@@ -203,4 +205,34 @@ func TestSharedIngressQdisc(t *testing.T) {
 		t.Fatalf("DEL: %v", err)
 	}
 	foreignLeft("after DEL")
+}
+
+// TestGCNetnsReused: the pod's named netns is deleted and another one is
+// created under the same path; GC of the stale attachment must not enter
+// it (its tap_eth0 belongs to someone else) and still cleans the host.
+func TestGCNetnsReused(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("CNI_PATH", e.bin)
+	ns := testutil.NewNS(t)
+	ip := &inProcess{e: e, conf: e.vmBridge(bridgetap.ModeTCFilter, nil)}
+	if err := ip.add("reused", ns.Path, nil); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	ns.Delete()
+	if _, err := vmnetns.CreateNamed(ns.Name); err != nil {
+		t.Fatal(err)
+	}
+	inNS(t, ns.Path, func() error {
+		return netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "tap_eth0"}})
+	})
+	if err := ip.gc(); err != nil {
+		t.Fatalf("GC: %v", err)
+	}
+	inNS(t, ns.Path, func() error {
+		if _, err := netlink.LinkByName("tap_eth0"); err != nil {
+			t.Fatalf("GC deleted a link in the namespace that reused the path: %v", err)
+		}
+		return nil
+	})
+	e.assertClean()
 }

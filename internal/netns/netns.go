@@ -14,6 +14,7 @@ import (
 	"os"
 
 	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
 )
 
 // ErrGone reports that the namespace path does not exist (any more).
@@ -22,6 +23,9 @@ var ErrGone = errors.New("network namespace is gone")
 // Do runs fn inside the namespace at path. A missing namespace gives an
 // error matching ErrGone.
 func Do(path string, fn func() error) error {
+	if path == "" {
+		return fmt.Errorf("%w: no path", ErrGone)
+	}
 	netns, err := ns.GetNS(path)
 	if err != nil {
 		var notExist ns.NSPathNotExistErr
@@ -50,4 +54,20 @@ func Open(path string) (ns.NetNS, error) {
 		return nil, fmt.Errorf("open netns %q: %w", path, err)
 	}
 	return netns, nil
+}
+
+// Identity names the namespace path refers to now ("<dev>:<inode>" of
+// its nsfs file), so a recorded path can be checked to still mean the
+// same namespace: a named netns deleted and created again under the same
+// name, or a pid's netns path after the pid was reused, is another one.
+// A path that is not a network namespace gives ErrGone.
+func Identity(path string) (string, error) {
+	if !Exists(path) {
+		return "", fmt.Errorf("%w: %q", ErrGone, path)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return "", fmt.Errorf("%w: %q: %v", ErrGone, path, err)
+	}
+	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
 }

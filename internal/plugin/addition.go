@@ -12,6 +12,7 @@ import (
 
 	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/internal/store"
 	"github.com/vmcni/vmcni/internal/undo"
 	"github.com/vmcni/vmcni/pkg/hint"
@@ -61,6 +62,7 @@ func (a *Addition[C, S]) Begin(st *S) error {
 		Plugin: a.engine.spec.Name, Network: c.Name, ContainerID: a.Args.ContainerID,
 		IfName: a.Args.IfName, Netns: a.Args.Netns, Config: c.Raw, Args: a.Args.Args,
 	}
+	a.rec.NetnsID, _ = netns.Identity(a.Args.Netns)
 	return a.Claim("record", func() error { return a.store.Delete(a.Args.ContainerID, a.Args.IfName) }, a.Save)
 }
 

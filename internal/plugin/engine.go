@@ -14,6 +14,7 @@ import (
 	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/fault"
 	"github.com/vmcni/vmcni/internal/ipam"
+	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/internal/store"
 	"github.com/vmcni/vmcni/pkg/hint"
 )
@@ -313,6 +314,14 @@ func (e *Engine[C, S]) teardownRecord(ctx context.Context, conn Conn, rec *store
 	t := &Teardown[C, S]{
 		Conf: conf, State: st, Recorded: true, Log: log, Conn: conn,
 		Key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args},
+	}
+	if rec.NetnsID != "" {
+		if now, _ := netns.Identity(rec.Netns); now != rec.NetnsID {
+			// The pod's namespace is gone (and its links with it); the path
+			// may now name another pod's: never enter it.
+			log.Warn("the recorded netns path no longer names the pod's namespace; treating it as gone", "netns", rec.Netns)
+			t.Key.Netns = ""
+		}
 	}
 	return e.teardown(ctx, t, store.New(conf.Common().StateDir), rec.DeviceInfoFile)
 }

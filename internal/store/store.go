@@ -38,6 +38,11 @@ type Record struct {
 	ContainerID string `json:"containerID"`
 	IfName      string `json:"ifName"`
 	Netns       string `json:"netns"`
+	// NetnsID is the identity of the namespace Netns named at ADD
+	// (netns.Identity), empty when it was not a namespace (vhost-user,
+	// vfio): DEL and GC leave a path that now names another namespace
+	// alone.
+	NetnsID string `json:"netnsID,omitempty"`
 	// Config is the plugin's stdin config of ADD (without prevResult); GC
 	// replays DEL with it.
 	Config json.RawMessage `json:"config,omitempty"`
