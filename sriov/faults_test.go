@@ -2,11 +2,16 @@ package sriov_test
 
 import (
 	"errors"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/internal/testutil"
+	"github.com/vmcni/vmcni/pkg/hint"
 	"github.com/vmcni/vmcni/sriov"
 	"github.com/vmcni/vmcni/sriov/sriovsim"
 )
@@ -118,6 +123,48 @@ func TestDirtyVFStaysAllocated(t *testing.T) {
 	}
 	if err := ip.del("next", next.Path); err != nil {
 		t.Fatal(err)
+	}
+	e.k.AssertState(t, simBefore)
+}
+
+// TestDelWhileVMHoldsGroup: DEL in vfio mode while a process (the VMM)
+// still has /dev/vfio/<group> open is code 11 and changes nothing, the
+// hint and the address lease included (the kernel would block unbinding
+// vfio-pci); once the VMM is gone DEL puts the VF back.
+func TestDelWhileVMHoldsGroup(t *testing.T) {
+	e := newEnv(t, 1, false)
+	t.Setenv("CNI_PATH", e.bin)
+	pod := testutil.NewNS(t)
+	ip := &inProcess{e: e, conf: e.conf(sriov.ModeVFIO, 0, nil)}
+	simBefore := e.k.State()
+	if err := ip.add("vm", pod.Path); err != nil {
+		t.Fatalf("ADD: %v", err)
+	}
+	h, err := hint.Read(e.stateDir, "vm", "net1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vmm := exec.Command("sh", "-c", `exec 3<"$1"; exec sleep 60`, "vmm", h.VFIO.DevicePath)
+	if err = vmm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = vmm.Process.Kill(); _ = vmm.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/3", vmm.Process.Pid)); target == h.VFIO.DevicePath {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stand-in VMM never opened the group")
+		}
+	}
+	held, files := e.k.State(), e.snapshot()
+	testutil.AssertCode(t, ip.del("vm", pod.Path), 11)
+	e.k.AssertState(t, held)
+	e.assertSnapshot(files) // hint, record, lease: all still there
+	_ = vmm.Process.Kill()
+	_ = vmm.Wait()
+	if err = ip.del("vm", pod.Path); err != nil {
+		t.Fatalf("DEL after the VMM exited: %v", err)
 	}
 	e.k.AssertState(t, simBefore)
 }

@@ -31,6 +31,7 @@ func New(opts ...plugin.Option) *Plugin {
 		Admit:                 admit,
 		Add:                   p.add,
 		Teardown:              p.teardown,
+		Busy:                  busy,
 		Check:                 p.check,
 		Status:                status,
 		KeepForeignDeviceInfo: true,

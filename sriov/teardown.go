@@ -3,7 +3,9 @@ package sriov
 import (
 	"context"
 	"errors"
+	"path"
 
+	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/netns"
 	"github.com/vmcni/vmcni/internal/plugin"
@@ -63,4 +65,21 @@ func (p *Plugin) releaseVF(t *plugin.Teardown[*NetConf, state]) error {
 		return err // keep the allocation: the VF is not clean
 	}
 	return releaseOwner(conf.StateDir, st.PCI, key.ContainerID, key.IfName, key.Netns)
+}
+
+// busy stops DEL before any change while a process (the VMM) still has the
+// VF's /dev/vfio/<group> open: unbinding vfio-pci would block in the kernel
+// until the VMM lets go, holding the VF's and the attachment's locks. The
+// runtime retries (code 11) once the VM is down. A VF that was on vfio-pci
+// before ADD is not unbound, so it is never busy.
+func busy(t *plugin.Teardown[*NetConf, state]) error {
+	st := t.State
+	if st.Mode != ModeVFIO || st.IOMMUGroup == "" || st.OrigDriver == VFIODriver {
+		return nil
+	}
+	group := RootFS{Root: t.Conf.SysfsRoot}.Path(path.Join("dev/vfio", st.IOMMUGroup))
+	if pids := openers(group); len(pids) > 0 {
+		return cnierr.TryAgain("VF %q: %s is still open (pids %v): stop the VM, then DEL again", st.PCI, group, pids)
+	}
+	return nil
 }

@@ -70,6 +70,11 @@ type Spec[C Config, S any] struct {
 	// Teardown runs DEL's steps for t.State, best effort, reporting each
 	// outcome with t.Step. Missing things count as removed.
 	Teardown func(ctx context.Context, t *Teardown[C, S])
+	// Busy (optional) runs before any step of DEL, GC or recovery on a
+	// recorded attachment: an error (cnierr.TryAgain) means a step would
+	// block while something still uses the attachment (a VMM holding a
+	// VFIO group); the teardown then stops with nothing changed.
+	Busy func(t *Teardown[C, S]) error
 	// Check compares the attachment with its record, after the engine has
 	// checked the record, the hint and prevResult.
 	Check func(ctx context.Context, c *Checking[C, S]) error
@@ -237,7 +242,7 @@ func (e *Engine[C, S]) Add(args *skel.CmdArgs) error {
 // tears down what the record names, with the recorded config; without one,
 // what Assume derives from the config. DEL of a configuration ADD refuses
 // succeeds when there is no record (RefusedDel).
-func (e *Engine[C, S]) Del(args *skel.CmdArgs) error {
+func (e *Engine[C, S]) Del(args *skel.CmdArgs) (err error) {
 	conf, err := e.spec.Parse(args.StdinData, args.Args)
 	if err != nil {
 		return err
@@ -250,7 +255,9 @@ func (e *Engine[C, S]) Del(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	defer at.Close(true)
+	// The lock file goes with the attachment: kept while DEL has not
+	// finished the job.
+	defer func() { at.Close(err == nil) }()
 	ctx := context.Background()
 	conn, closeConn, err := e.connect(ctx, conf, CmdDel, at.Log)
 	if err != nil {
@@ -330,6 +337,11 @@ func (e *Engine[C, S]) teardownRecord(ctx context.Context, conn Conn, rec *store
 // removes the hint and device-info files and, when every step succeeded,
 // the record.
 func (e *Engine[C, S]) teardown(ctx context.Context, t *Teardown[C, S], st *store.Store, deviceInfo string) error {
+	if e.spec.Busy != nil && t.State != nil {
+		if err := e.spec.Busy(t); err != nil {
+			return err
+		}
+	}
 	c := t.Conf.Common()
 	t.Step(hint.Remove(c.StateDir, t.Key.ContainerID, t.Key.IfName))
 	t.Step(hint.RemoveDeviceInfo(deviceInfo))
