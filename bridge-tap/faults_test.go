@@ -1,6 +1,7 @@
 package bridgetap_test
 
 import (
+	"context"
 	"errors"
 	"io"
 	"slices"
@@ -235,4 +236,25 @@ func TestGCNetnsReused(t *testing.T) {
 		return nil
 	})
 	e.assertClean()
+}
+
+// TestTapNameTaken: a tap called like vm-bridge's already exists in the
+// pod netns (another runtime's); ADD fails instead of attaching to it
+// (IFF_TUN_EXCL), and its rollback leaves that tap alone.
+func TestTapNameTaken(t *testing.T) {
+	e := newEnv(t)
+	t.Setenv("CNI_PATH", e.bin)
+	ns := testutil.NewNS(t)
+	prev, ptp := prevFromPtp(t, e, "taken", ns.Path)
+	t.Cleanup(func() { _ = ptp.Del(testutil.Runtime("taken", ns.Path, "eth0")) })
+	inNS(t, ns.Path, func() error {
+		_, err := link.CreateTap(context.Background(), link.Tap{Name: "tap_eth0"})
+		return err
+	})
+	nsBefore := testutil.TakeNetnsSnapshot(t, ns.Path)
+	ip := &inProcess{e: e, conf: e.chainedVMBridge(bridgetap.ModeTCFilter)}
+	if err := ip.add("taken", ns.Path, prev); err == nil {
+		t.Fatal("ADD attached to a tap it did not create")
+	}
+	testutil.AssertSameNetns(t, ns.Path, nsBefore)
 }
