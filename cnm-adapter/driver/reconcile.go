@@ -5,8 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
-	"strings"
+	"path/filepath"
 	"time"
 
 	"github.com/vmcni/vmcni/cnm-adapter/api"
@@ -232,29 +231,22 @@ func (d *Driver) withIPAM(ctx context.Context, fn func() error) error {
 	return fn()
 }
 
-// removeStaleTransferNS deletes transfer netns no endpoint is joining in.
+// removeStaleTransferNS deletes the transfer netns of this daemon's
+// endpoints that are not joining (a Join that died between creating it
+// and recording its end). Only names derived from endpoints in this
+// daemon's store are touched: another adapter with the same name prefix
+// (a second daemon, a test) keeps its in-flight Joins.
 func (d *Driver) removeStaleTransferNS() error {
-	entries, err := os.ReadDir(netns.NamedDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("list %q: %w", netns.NamedDir, err)
-	}
 	eps, err := d.store.Endpoints("")
 	if err != nil {
 		return err
 	}
-	busy := map[string]bool{}
+	var errs []error
 	for _, ep := range eps {
 		if ep.Phase == state.PhaseJoining {
-			busy[ep.TransferNS] = true
+			continue
 		}
-	}
-	var errs []error
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, d.prefix+"x") && len(name) == len(d.prefix)+11 && !busy[name] {
+		if name := d.transferNS(ep.ID); netns.Exists(filepath.Join(netns.NamedDir, name)) {
 			errs = append(errs, netns.DeleteNamed(name))
 		}
 	}

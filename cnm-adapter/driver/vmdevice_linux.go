@@ -76,12 +76,21 @@ func (d *Driver) startVMWatch(ep *state.Endpoint) {
 	go func() {
 		defer close(w.done)
 		defer cancel()
+		defer func() {
+			d.vmw.mu.Lock()
+			if d.vmw.m[id] == w {
+				delete(d.vmw.m, id)
+			}
+			d.vmw.mu.Unlock()
+		}()
+		defer func() {
+			// A watcher's bug must not take down the daemon (and every
+			// other container's network with it).
+			if r := recover(); r != nil {
+				d.log.Error("VM device watcher panicked", "endpoint", short(id), "panic", r)
+			}
+		}()
 		d.watchVM(ctx, id, key, mac)
-		d.vmw.mu.Lock()
-		if d.vmw.m[id] == w {
-			delete(d.vmw.m, id)
-		}
-		d.vmw.mu.Unlock()
 	}()
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/vmcni/vmcni/cnm-adapter/api"
+	"golang.org/x/net/netutil"
 )
 
 // maxBody bounds a request body; Docker's are a few KiB.
@@ -165,37 +166,75 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
+// MaxConns bounds the connections served at once: Docker opens a few; a
+// local client opening thousands must not exhaust the daemon.
+const MaxConns = 64
+
 // Listen creates the unix socket at path (replacing a stale one) with mode
 // 0660 and group gid (-1 keeps root's group), so only root and that group
-// (docker) can talk to it.
+// (docker) can talk to it. The socket is made in a private (0700)
+// directory next to path, given its mode and group there, then renamed
+// into place: it is never reachable with the umask's mode. At most
+// MaxConns connections are served at once.
 func Listen(path string, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create socket dir of %q: %w", path, err)
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale socket %q: %w", path, err)
+	private, err := os.MkdirTemp(filepath.Dir(path), ".vmcni-sock-")
+	if err != nil {
+		return nil, fmt.Errorf("create private dir for %q: %w", path, err)
 	}
-	l, err := net.Listen("unix", path)
+	defer os.RemoveAll(private)
+	tmp := filepath.Join(private, "s")
+	l, err := net.Listen("unix", tmp)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %q: %w", path, err)
 	}
-	if err = os.Chmod(path, 0o660); err != nil {
+	ul := l.(*net.UnixListener)
+	ul.SetUnlinkOnClose(false) // the path it would unlink is the private one
+	fail := func(what string, err error) (net.Listener, error) {
 		_ = l.Close()
-		return nil, fmt.Errorf("chmod socket %q: %w", path, err)
+		return nil, fmt.Errorf("%s socket %q: %w", what, path, err)
+	}
+	if err = os.Chmod(tmp, 0o660); err != nil {
+		return fail("chmod", err)
 	}
 	if gid >= 0 {
-		if err = os.Chown(path, 0, gid); err != nil {
-			_ = l.Close()
-			return nil, fmt.Errorf("chown socket %q: %w", path, err)
+		if err = os.Chown(tmp, 0, gid); err != nil {
+			return fail("chown", err)
 		}
 	}
-	return l, nil
+	if err = os.Rename(tmp, path); err != nil { // replaces a stale socket
+		return fail("place", err)
+	}
+	return &unlinking{Listener: netutil.LimitListener(l, MaxConns), path: path}, nil
+}
+
+// unlinking removes its socket file when closed.
+type unlinking struct {
+	net.Listener
+	path string
+}
+
+func (u *unlinking) Close() error {
+	err := u.Listener.Close()
+	if rerr := os.Remove(u.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	return err
 }
 
 // Serve serves on l until ctx ends, then shuts down gracefully (in-flight
 // requests get their remaining deadline).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,           // a body trickled in for ever
+		WriteTimeout:      s.timeout + 10*time.Second, // past the request's own deadline
+		IdleTimeout:       2 * time.Minute,            // idle keep-alive connections
+		MaxHeaderBytes:    64 << 10,
+	}
 	done := make(chan error, 1)
 	go func() { done <- hs.Serve(l) }()
 	select {

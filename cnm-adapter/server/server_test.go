@@ -162,3 +162,31 @@ func TestErrorsNeverCrash(t *testing.T) {
 		t.Fatalf("oversized body: %d", code)
 	}
 }
+
+// TestListenSocketMode: the socket appears with mode 0660 (never with the
+// umask's), no private directory is left next to it, a stale socket is
+// replaced, and Close removes it.
+func TestListenSocketMode(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "vmcni.sock")
+	if err := os.WriteFile(path, nil, 0o600); err != nil { // stale
+		t.Fatal(err)
+	}
+	l, err := Listen(path, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket %v, %v", fi.Mode(), err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
+		t.Fatalf("left next to the socket: %v", entries)
+	}
+	if err = l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err = os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("socket left after Close: %v", err)
+	}
+}
