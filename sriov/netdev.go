@@ -47,12 +47,12 @@ func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (plugin.Out
 		}
 		return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU)
 	}, func() error {
-		l, err := link.ByName(st.Netdev)
-		if err != nil {
-			return err
+		l, lerr := link.ByName(st.Netdev)
+		if lerr != nil {
+			return lerr
 		}
-		if err = link.MoveToNetns(l, int(podNS.Fd()), args.IfName); err != nil {
-			return fmt.Errorf("move VF %q netdev into netns %q: %w", st.PCI, args.Netns, err)
+		if merr := link.MoveToNetns(l, int(podNS.Fd()), args.IfName); merr != nil {
+			return fmt.Errorf("move VF %q netdev into netns %q: %w", st.PCI, args.Netns, merr)
 		}
 		moved = true
 		return nil

@@ -9,6 +9,7 @@ import (
 	"go.fd.io/govpp/binapi/l2"
 
 	"github.com/containernetworking/cni/pkg/skel"
+
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vpp/fakevpp"

@@ -3,7 +3,6 @@ package vpp
 import (
 	"bytes"
 	"encoding/hex"
-	"fmt"
 	"net"
 	"strings"
 
@@ -11,10 +10,6 @@ import (
 	"github.com/vmcni/vmcni/internal/socketdir"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
-
-// sunPathMax is the longest socket path a sockaddr_un holds (108 bytes
-// with the terminating NUL).
-const sunPathMax = 107
 
 // Socket file names inside the per-attachment directory. They are short so
 // that a 64-character container ID and a 15-byte ifname still fit sun_path
@@ -105,9 +100,4 @@ func socketPaths(conf *NetConf, containerID, ifName string) (socketdir.Paths, er
 		name = memifSocketName
 	}
 	return socketdir.For(conf.SocketDir, containerID, ifName, name)
-}
-
-// attachmentName names the attachment for errors.
-func attachmentName(containerID, ifName string) string {
-	return fmt.Sprintf("%s/%s", containerID, ifName)
 }

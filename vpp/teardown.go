@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/pkg/skel"
+
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/internal/socketdir"
 	"github.com/vmcni/vmcni/vpp/vppapi"

@@ -21,8 +21,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/vmcni/vmcni/cnm-adapter/api"
 	"golang.org/x/net/netutil"
+
+	"github.com/vmcni/vmcni/cnm-adapter/api"
 )
 
 // maxBody bounds a request body; Docker's are a few KiB.

@@ -67,7 +67,7 @@ func Identity(path string) (string, error) {
 	}
 	var st unix.Stat_t
 	if err := unix.Stat(path, &st); err != nil {
-		return "", fmt.Errorf("%w: %q: %v", ErrGone, path, err)
+		return "", fmt.Errorf("%w: %q: %w", ErrGone, path, err)
 	}
 	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
 }

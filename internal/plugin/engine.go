@@ -3,6 +3,7 @@ package plugin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -300,8 +301,8 @@ type unreadable struct{ error }
 func (u unreadable) Unwrap() error { return u.error }
 
 func isUnreadable(err error) bool {
-	_, ok := err.(unreadable)
-	return ok
+	var u unreadable
+	return errors.As(err, &u)
 }
 
 // teardownRecord runs DEL for a recorded attachment with the config ADD

@@ -99,13 +99,13 @@ func LookupGroup(group string) (int, error) {
 // later step failed: only then is Remove the undo.
 func Make(p Paths, gid int, mode os.FileMode) (created bool, err error) {
 	parent := filepath.Dir(p.Dir)
-	if err := os.MkdirAll(filepath.Dir(parent), 0o755); err != nil {
+	if err = os.MkdirAll(filepath.Dir(parent), 0o755); err != nil {
 		return false, fmt.Errorf("create socketDir %q: %w", filepath.Dir(parent), err)
 	}
-	if err := os.Mkdir(parent, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
+	if err = os.Mkdir(parent, 0o711); err != nil && !errors.Is(err, os.ErrExist) {
 		return false, fmt.Errorf("create %q: %w", parent, err)
 	}
-	if err := realDir(parent); err != nil {
+	if err = realDir(parent); err != nil {
 		return false, err
 	}
 	err = os.Mkdir(p.Dir, mode)
