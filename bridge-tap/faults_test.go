@@ -135,15 +135,23 @@ func TestEnsureBridgeHalfWay(t *testing.T) {
 	e.assertClean()
 }
 
+// afterPtp is a test env with a pod netns whose eth0 the reference ptp
+// plugin made (removed at cleanup), and ptp's result: the prevResult of a
+// chained vm-bridge.
+func afterPtp(t *testing.T, containerID string) (*testEnv, *testutil.NS, *current.Result) {
+	e := newEnv(t)
+	t.Setenv("CNI_PATH", e.bin)
+	ns := testutil.NewNS(t)
+	prev, ptp := prevFromPtp(t, e, containerID, ns.Path)
+	t.Cleanup(func() { _ = ptp.Del(testutil.Runtime(containerID, ns.Path, "eth0")) })
+	return e, ns, prev
+}
+
 // TestSharedIngressQdisc: the pod interface already has an ingress qdisc
 // with another component's filter; vm-bridge's rollback and DEL remove
 // only their own filter, and the other one keeps working.
 func TestSharedIngressQdisc(t *testing.T) {
-	e := newEnv(t)
-	t.Setenv("CNI_PATH", e.bin)
-	ns := testutil.NewNS(t)
-	prev, ptp := prevFromPtp(t, e, "shared", ns.Path)
-	t.Cleanup(func() { _ = ptp.Del(testutil.Runtime("shared", ns.Path, "eth0")) })
+	e, ns, prev := afterPtp(t, "shared")
 	const foreignPrio = 7
 	inNS(t, ns.Path, func() error {
 		pod, err := netlink.LinkByName("eth0")
@@ -242,11 +250,7 @@ func TestGCNetnsReused(t *testing.T) {
 // pod netns (another runtime's); ADD fails instead of attaching to it
 // (IFF_TUN_EXCL), and its rollback leaves that tap alone.
 func TestTapNameTaken(t *testing.T) {
-	e := newEnv(t)
-	t.Setenv("CNI_PATH", e.bin)
-	ns := testutil.NewNS(t)
-	prev, ptp := prevFromPtp(t, e, "taken", ns.Path)
-	t.Cleanup(func() { _ = ptp.Del(testutil.Runtime("taken", ns.Path, "eth0")) })
+	e, ns, prev := afterPtp(t, "taken")
 	inNS(t, ns.Path, func() error {
 		_, err := link.CreateTap(context.Background(), link.Tap{Name: "tap_eth0"})
 		return err
