@@ -73,6 +73,7 @@ func (p *Plugin) add(ctx context.Context, pa *plugin.Addition[*NetConf, state]) 
 	}, func() error {
 		return writeOwner(conf.StateDir, addr, &Owner{
 			Network: conf.Name, ContainerID: args.ContainerID, IfName: args.IfName, Netns: args.Netns, Since: time.Now().UTC(),
+			Restore: a.st,
 		})
 	})
 	if err != nil {

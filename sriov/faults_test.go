@@ -168,3 +168,31 @@ func TestDelWhileVMHoldsGroup(t *testing.T) {
 	}
 	e.k.AssertState(t, simBefore)
 }
+
+// TestTornRecord: the attachment's record is empty or truncated (a crash
+// while writing it, on a file system that lost the data); DEL restores
+// the VF from its allocation and removes the torn record, and the VF can
+// be allocated again.
+func TestTornRecord(t *testing.T) {
+	for name, torn := range map[string][]byte{"empty": nil, "truncated": []byte(`{"plugin":"vm-sriov","netw`)} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, 1, false)
+			t.Setenv("CNI_PATH", e.bin)
+			pod := testutil.NewNS(t)
+			ip := &inProcess{e: e, conf: e.conf(sriov.ModeVFIO, 0, allKnobs(nil))}
+			simBefore, hostBefore := e.k.State(), e.snapshot()
+			if err := ip.add("torn", pod.Path); err != nil {
+				t.Fatalf("ADD: %v", err)
+			}
+			record := filepath.Join(e.stateDir, "torn", "net1", "record.json")
+			if err := os.WriteFile(record, torn, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := ip.del("torn", pod.Path); err != nil {
+				t.Fatalf("DEL with a torn record: %v", err)
+			}
+			e.k.AssertState(t, simBefore)
+			e.assertSnapshot(hostBefore)
+		})
+	}
+}

@@ -24,6 +24,10 @@ type Owner struct {
 	IfName      string    `json:"ifName"`
 	Netns       string    `json:"netns"`
 	Since       time.Time `json:"since"`
+	// Restore is the VF as ADD found it (the attachment record's state
+	// at allocation): DEL restores the VF from it when the record itself
+	// is lost or torn.
+	Restore *state `json:"restore,omitempty"`
 }
 
 // is reports whether o is the attachment (containerID, ifName, netns).

@@ -30,6 +30,7 @@ func New(opts ...plugin.Option) *Plugin {
 		Parse:                 ParseConfig,
 		Admit:                 admit,
 		Add:                   p.add,
+		Assume:                assume,
 		Teardown:              p.teardown,
 		Busy:                  busy,
 		Check:                 p.check,

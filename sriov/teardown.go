@@ -5,6 +5,8 @@ import (
 	"errors"
 	"path"
 
+	"github.com/containernetworking/cni/pkg/skel"
+
 	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/netns"
@@ -82,4 +84,20 @@ func busy(t *plugin.Teardown[*NetConf, state]) error {
 		return cnierr.TryAgain("VF %q: %s is still open (pids %v): stop the VM, then DEL again", st.PCI, group, pids)
 	}
 	return nil
+}
+
+// assume is what DEL restores without a readable record: the VF the
+// config names (deviceID, or the device-info file), only while its
+// allocation names this attachment, from the state kept in the allocation.
+// Anything else touches no VF.
+func assume(conf *NetConf, args *skel.CmdArgs) (*state, error) {
+	addr, _, err := resolveDeviceID(conf)
+	if err != nil || !ValidPCIAddress(addr) {
+		return nil, nil //nolint:nilerr // no VF named: nothing of a VF to undo
+	}
+	o, err := readOwner(conf.StateDir, addr)
+	if err != nil || !o.is(args.ContainerID, args.IfName, args.Netns) || o.Restore == nil {
+		return nil, nil //nolint:nilerr // not this attachment's VF, or unknown: leave it
+	}
+	return o.Restore, nil
 }
