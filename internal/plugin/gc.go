@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 
 	"github.com/containernetworking/cni/pkg/skel"
@@ -80,6 +81,15 @@ func (e *Engine[C, S]) GC(args *skel.CmdArgs) error {
 		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
 		return e.teardownRecord(ctx, conn, rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
 	})}
+	// A torn record names no network: GC cannot tell whose it is, so it
+	// says so (every run) instead of skipping it silently; the
+	// attachment's DEL tears it down by name.
+	torn, err := st.Unreadable()
+	errs = append(errs, err)
+	for _, path := range torn {
+		log.Error("unreadable attachment record: DEL of its attachment cleans it up", "record", path)
+		errs = append(errs, fmt.Errorf("unreadable attachment record %q", path))
+	}
 	if e.spec.Sweep != nil {
 		errs = append(errs, e.spec.Sweep(ctx, &Collection[C]{Conf: conf, Valid: valid, Store: st, Log: log, Conn: conn}))
 	}

@@ -171,6 +171,24 @@ func (s *Store) List(network string) ([]*Record, error) {
 	return out, nil
 }
 
+// Unreadable returns the paths of records that exist but do not decode
+// (torn by a crash): List skips them, GC reports them.
+func (s *Store) Unreadable() ([]string, error) {
+	matches, err := filepath.Glob(filepath.Join(s.Dir, "*", "*", recordFile))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range matches {
+		data, err := os.ReadFile(m)
+		var rec Record
+		if err == nil && json.Unmarshal(data, &rec) != nil {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
 // Lock is an exclusive lock on a lock file, held by this process.
 type Lock struct {
 	file *os.File
