@@ -67,10 +67,11 @@ func teardown(_ context.Context, t *plugin.Teardown[*NetConf, state]) {
 			t.Step(step())
 		}()
 	}
+	podNetns := t.PodNetns()
 	inPod := func(fn func() error) func() error {
-		return func() error { return ignoreGone(netns.Do(key.Netns, fn)) }
+		return func() error { return ignoreGone(netns.Do(podNetns, fn)) }
 	}
-	if key.Netns != "" {
+	if podNetns != "" {
 		async(inPod(func() error {
 			// One batch for the tap / bridge / macvtap (and, standalone, the
 			// pod veth with its host peer); then make sure by name, for

@@ -328,7 +328,7 @@ func (e *Engine[C, S]) teardownRecord(ctx context.Context, conn Conn, rec *store
 			// The pod's namespace is gone (and its links with it); the path
 			// may now name another pod's: never enter it.
 			log.Warn("the recorded netns path no longer names the pod's namespace; treating it as gone", "netns", rec.Netns)
-			t.Key.Netns = ""
+			t.netnsGone = true
 		}
 	}
 	return e.teardown(ctx, t, store.New(conf.Common().StateDir), rec.DeviceInfoFile)

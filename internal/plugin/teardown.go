@@ -28,8 +28,21 @@ type Teardown[C Config, S any] struct {
 	Log      *slog.Logger
 	Conn     Conn
 
-	mu   sync.Mutex // guards errs
-	errs []error
+	// netnsGone: Key.Netns no longer names the pod's namespace.
+	netnsGone bool
+	mu        sync.Mutex // guards errs
+	errs      []error
+}
+
+// PodNetns is the pod's namespace to enter: Key.Netns, or "" when the
+// recorded path now names another namespace (the pod's is gone, and its
+// links with it). Key.Netns stays as recorded (it identifies the
+// attachment).
+func (t *Teardown[C, S]) PodNetns() string {
+	if t.netnsGone {
+		return ""
+	}
+	return t.Key.Netns
 }
 
 // Step records one step's outcome.
