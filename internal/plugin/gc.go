@@ -81,6 +81,7 @@ func (e *Engine[C, S]) GC(args *skel.CmdArgs) error {
 		log.Info("collecting stale attachment", "container", rec.ContainerID, "ifname", rec.IfName)
 		return e.teardownRecord(ctx, conn, rec, log.With("container", rec.ContainerID, "ifname", rec.IfName))
 	})}
+	errs = append(errs, st.CollectOrphans(valid))
 	// A torn record names no network: GC cannot tell whose it is, so it
 	// says so (every run) instead of skipping it silently; the
 	// attachment's DEL tears it down by name.

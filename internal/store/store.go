@@ -136,7 +136,15 @@ func (s *Store) Delete(containerID, ifName string) error {
 	if err := os.Remove(s.path(containerID, ifName)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	s.removeIfEmpty(hint.AttachmentDir(s.Dir, containerID, ifName))
+	dir := hint.AttachmentDir(s.Dir, containerID, ifName)
+	// temporary files of writes a crash interrupted (hint.WriteFileAtomic)
+	tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+	for _, tmp := range tmps {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	s.removeIfEmpty(dir)
 	s.removeIfEmpty(filepath.Join(s.Dir, containerID))
 	return nil
 }
@@ -187,6 +195,71 @@ func (s *Store) Unreadable() ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// CollectOrphans removes what an ADD killed before its first record
+// leaves when the runtime never sends the DEL: the temporary file of that
+// record's write, and the attachment's lock file, for attachments that
+// are neither valid nor recorded. Each attachment is locked first, so a
+// command in progress finishes before anything of it goes. A lock file's
+// name may split into (containerID, ifname) several ways: it stays when
+// any split is valid or recorded.
+func (s *Store) CollectOrphans(valid map[types.GCAttachment]bool) error {
+	dirs, _ := filepath.Glob(filepath.Join(s.Dir, "[a-zA-Z0-9]*", "*"))
+	var errs []error
+	for _, dir := range dirs {
+		containerID, ifName := filepath.Base(filepath.Dir(dir)), filepath.Base(dir)
+		if valid[types.GCAttachment{ContainerID: containerID, IfName: ifName}] || hint.ValidateKey(containerID, ifName) != nil {
+			continue
+		}
+		if _, err := os.Stat(s.path(containerID, ifName)); err == nil {
+			continue
+		}
+		lock, err := s.Lock(containerID, ifName)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, err = os.Stat(s.path(containerID, ifName)); errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, s.Delete(containerID, ifName)) // the temporary files, the empty dirs
+		}
+		lock.Unlock(true)
+	}
+	entries, err := os.ReadDir(filepath.Join(s.Dir, ".locks"))
+	if errors.Is(err, os.ErrNotExist) {
+		return errors.Join(errs...)
+	}
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, e := range entries {
+		if !s.orphanLock(e.Name(), valid) {
+			continue
+		}
+		l, err := LockFile(filepath.Join(s.Dir, ".locks", e.Name()))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		l.Unlock(s.orphanLock(e.Name(), valid)) // again: an ADD may have recorded meanwhile
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Store) orphanLock(name string, valid map[types.GCAttachment]bool) bool {
+	for i := 0; i < len(name); i++ {
+		if name[i] != '_' {
+			continue
+		}
+		containerID, ifName := name[:i], name[i+1:]
+		if valid[types.GCAttachment{ContainerID: containerID, IfName: ifName}] {
+			return false
+		}
+		if _, err := os.Stat(s.path(containerID, ifName)); err == nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Lock is an exclusive lock on a lock file, held by this process.
