@@ -27,8 +27,7 @@ type inProcess struct {
 }
 
 func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *skel.CmdArgs {
-	data := testutil.MergeConfig(map[string]any{"cniVersion": "1.1.0", "name": "vmct-inproc"}, ip.conf, extra)
-	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "eth0", StdinData: data}
+	return testutil.CmdArgs("vmct-inproc", containerID, nsPath, "eth0", ip.conf, extra)
 }
 
 func (ip *inProcess) add(containerID, nsPath string, prev *current.Result, opts ...plugin.Option) error {

@@ -154,8 +154,7 @@ type inProcess struct {
 }
 
 func (ip *inProcess) args(containerID, nsPath string, extra map[string]any) *skel.CmdArgs {
-	data := testutil.MergeConfig(map[string]any{"cniVersion": "1.1.0", "name": "vmct-sriov"}, ip.conf, extra)
-	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: "net1", StdinData: data}
+	return testutil.CmdArgs("vmct-sriov", containerID, nsPath, "net1", ip.conf, extra)
 }
 
 func (ip *inProcess) add(containerID, nsPath string, opts ...plugin.Option) error {

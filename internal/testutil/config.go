@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+
+	"github.com/containernetworking/cni/pkg/skel"
 )
 
 // Subnets hands each test of a package its own IPv4 /24, so tests never
@@ -40,4 +42,12 @@ func MergeConfig(configs ...map[string]any) []byte {
 		panic(err) // test configs are plain data
 	}
 	return data
+}
+
+// CmdArgs is a plugin's in-process arguments for one attachment: the
+// config is network's (cniVersion 1.1.0) merged with configs.
+func CmdArgs(network, containerID, nsPath, ifName string, configs ...map[string]any) *skel.CmdArgs {
+	base := map[string]any{"cniVersion": "1.1.0", "name": network}
+	return &skel.CmdArgs{ContainerID: containerID, Netns: nsPath, IfName: ifName,
+		StdinData: MergeConfig(append([]map[string]any{base}, configs...)...)}
 }
