@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -201,70 +202,58 @@ func (s *Store) Unreadable() ([]string, error) {
 // leaves when the runtime never sends the DEL: the temporary file of that
 // record's write, and the attachment's lock file, for attachments that
 // are neither valid nor recorded. Each attachment is locked first, so a
-// command in progress finishes before anything of it goes. A lock file's
-// name may split into (containerID, ifname) several ways: it stays when
-// any split is valid or recorded.
+// command in progress finishes before anything of it goes.
 func (s *Store) CollectOrphans(valid map[types.GCAttachment]bool) error {
+	seen := map[types.GCAttachment]bool{}
 	dirs, _ := filepath.Glob(filepath.Join(s.Dir, "[a-zA-Z0-9]*", "*"))
-	var errs []error
 	for _, dir := range dirs {
-		containerID, ifName := filepath.Base(filepath.Dir(dir)), filepath.Base(dir)
-		if valid[types.GCAttachment{ContainerID: containerID, IfName: ifName}] || hint.ValidateKey(containerID, ifName) != nil {
-			continue
-		}
-		if _, err := os.Stat(s.path(containerID, ifName)); err == nil {
-			continue
-		}
-		lock, err := s.Lock(containerID, ifName)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if _, err = os.Stat(s.path(containerID, ifName)); errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, s.Delete(containerID, ifName)) // the temporary files, the empty dirs
-		}
-		lock.Unlock(true)
+		seen[types.GCAttachment{ContainerID: filepath.Base(filepath.Dir(dir)), IfName: filepath.Base(dir)}] = true
 	}
-	entries, err := os.ReadDir(filepath.Join(s.Dir, ".locks"))
-	if errors.Is(err, os.ErrNotExist) {
-		return errors.Join(errs...)
+	locks, _ := filepath.Glob(filepath.Join(s.Dir, ".locks", "*:*"))
+	for _, l := range locks {
+		if containerID, ifName, ok := strings.Cut(filepath.Base(l), ":"); ok {
+			seen[types.GCAttachment{ContainerID: containerID, IfName: ifName}] = true
+		}
 	}
-	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	for _, e := range entries {
-		if !s.orphanLock(e.Name(), valid) {
+	var errs []error
+	for a := range seen {
+		if valid[a] || hint.ValidateKey(a.ContainerID, a.IfName) != nil {
 			continue
 		}
-		l, err := LockFile(filepath.Join(s.Dir, ".locks", e.Name()))
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		l.Unlock(s.orphanLock(e.Name(), valid)) // again: an ADD may have recorded meanwhile
+		errs = append(errs, s.collectOrphan(a.ContainerID, a.IfName))
 	}
 	return errors.Join(errs...)
 }
 
-func (s *Store) orphanLock(name string, valid map[types.GCAttachment]bool) bool {
-	for i := 0; i < len(name); i++ {
-		if name[i] != '_' {
-			continue
-		}
-		containerID, ifName := name[:i], name[i+1:]
-		if valid[types.GCAttachment{ContainerID: containerID, IfName: ifName}] {
-			return false
-		}
-		if _, err := os.Stat(s.path(containerID, ifName)); err == nil {
-			return false
-		}
+// collectOrphan removes an unrecorded attachment's leftovers under its
+// lock (the record is checked again once the lock is held).
+func (s *Store) collectOrphan(containerID, ifName string) error {
+	if _, err := os.Stat(s.path(containerID, ifName)); err == nil {
+		return nil
 	}
-	return true
+	lock, err := s.Lock(containerID, ifName)
+	if err != nil {
+		return err
+	}
+	if _, err = os.Stat(s.path(containerID, ifName)); !errors.Is(err, os.ErrNotExist) {
+		lock.Unlock(false) // recorded meanwhile, or unreadable: not an orphan
+		return nil
+	}
+	err = s.Delete(containerID, ifName) // the temporary files, the empty dirs
+	lock.Unlock(true)
+	return err
 }
 
 // Lock is an exclusive lock on a lock file, held by this process.
 type Lock struct {
 	file *os.File
+}
+
+// lockPath is <stateDir>/.locks/<containerID>:<ifName>. Neither a
+// container ID nor an interface name can contain ':', so distinct
+// attachments never share a lock file.
+func (s *Store) lockPath(containerID, ifName string) string {
+	return filepath.Join(s.Dir, ".locks", containerID+":"+ifName)
 }
 
 // Lock takes an exclusive flock on the attachment's lock file under
@@ -273,7 +262,7 @@ func (s *Store) Lock(containerID, ifName string) (*Lock, error) {
 	if err := hint.ValidateKey(containerID, ifName); err != nil {
 		return nil, err
 	}
-	l, err := LockFile(filepath.Join(s.Dir, ".locks", containerID+"_"+ifName))
+	l, err := LockFile(s.lockPath(containerID, ifName))
 	if err != nil {
 		return nil, fmt.Errorf("lock attachment %q/%q: %w", containerID, ifName, err)
 	}
