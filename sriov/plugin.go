@@ -26,16 +26,15 @@ type Plugin struct {
 func New(opts ...plugin.Option) *Plugin {
 	p := &Plugin{vfs: func(string) VFController { return netlinkVFs{} }}
 	p.Engine = plugin.New(plugin.Spec[*NetConf, state]{
-		Name:                  PluginName,
-		Parse:                 ParseConfig,
-		Admit:                 admit,
-		Add:                   p.add,
-		Assume:                assume,
-		Teardown:              p.teardown,
-		Busy:                  busy,
-		Check:                 p.check,
-		Status:                status,
-		KeepForeignDeviceInfo: true,
+		Name:     PluginName,
+		Parse:    ParseConfig,
+		Admit:    admit,
+		Add:      p.add,
+		Assume:   assume,
+		Teardown: p.teardown,
+		Busy:     busy,
+		Check:    p.check,
+		Status:   status,
 	}, opts...)
 	return p
 }

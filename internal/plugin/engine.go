@@ -89,9 +89,6 @@ type Spec[C Config, S any] struct {
 	// IPAM (optional) names the IPAM plugin of an attachment (st is nil
 	// when unknown); "" for none. Defaults to the config's ipam.type.
 	IPAM func(conf C, st *S) string
-	// KeepForeignDeviceInfo makes DEL without a record leave the config's
-	// device-info file alone: it belongs to the device plugin.
-	KeepForeignDeviceInfo bool
 }
 
 // Outcome is what a plugin's ADD steps produced: the result, the hint
@@ -285,11 +282,9 @@ func (e *Engine[C, S]) Del(args *skel.CmdArgs) (err error) {
 			return RefusedDel(c.StateDir, args.ContainerID, args.IfName, err)
 		}
 	}
-	deviceInfo := c.RuntimeConfig.DeviceInfoFile
-	if e.spec.KeepForeignDeviceInfo {
-		deviceInfo = ""
-	}
-	if err = e.teardown(ctx, t, at.Store, deviceInfo); err == nil {
+	// Without a record nothing says the config's device-info file is
+	// ours (a device plugin writes one too): it is left alone.
+	if err = e.teardown(ctx, t, at.Store, ""); err == nil {
 		at.Log.Info("DEL done")
 	}
 	return err
