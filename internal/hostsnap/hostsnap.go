@@ -70,7 +70,18 @@ func Take(o Options) (Snapshot, error) {
 	return Snapshot{Lines: lines}, nil
 }
 
+// netLines is netDump, again when the kernel interrupted a dump (links
+// changed meanwhile: a netns being torn down, another test).
 func netLines(skip func(string) bool) ([]string, error) {
+	for attempt := 0; ; attempt++ {
+		lines, err := netDump(skip)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || attempt == 9 {
+			return lines, err
+		}
+	}
+}
+
+func netDump(skip func(string) bool) ([]string, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("snapshot: list links: %w", err)
