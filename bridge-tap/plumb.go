@@ -26,7 +26,13 @@ func (a *addition) plumbVM(ctx context.Context) (*hint.Hint, error) {
 	conf, args, names := a.Conf, a.Args, a.st.Names
 	var pod netlink.Link
 	err := netns.Do(args.Netns, func() (err error) {
-		pod, err = link.ByName(names.Pod)
+		if pod, err = link.ByName(names.Pod); err != nil || conf.Mode != ModeTCFilter || !conf.Chained() {
+			return err
+		}
+		// An ingress qdisc already on the pod interface belongs to another
+		// component (a CNI before us, a service mesh): recorded, so that
+		// rollback and DEL remove only vmcni's filter from it.
+		a.st.PodIngressShared, err = link.HasIngress(pod)
 		return err
 	})
 	if err != nil {
@@ -148,15 +154,6 @@ func (a *addition) plumbTCFilter(ctx context.Context, mtu int) error {
 	return a.inNetns(func() error {
 		pod, tap, err := a.podAndTap(ctx, mtu)
 		if err != nil {
-			return err
-		}
-		// An ingress qdisc already on the pod interface belongs to another
-		// component (a CNI before us, a service mesh): recorded, so that
-		// rollback and DEL remove only vmcni's filter from it.
-		if a.st.PodIngressShared, err = link.HasIngress(pod); err != nil {
-			return err
-		}
-		if err = a.Save(); err != nil {
 			return err
 		}
 		shared := a.st.PodIngressShared

@@ -76,7 +76,7 @@ func writeOwner(stateDir, pci string, o *Owner) error {
 	if err != nil {
 		return err
 	}
-	if err := hint.WriteFileAtomic(ownerPath(stateDir, pci), data, 0o600); err != nil {
+	if err := hint.WriteFileDurable(ownerPath(stateDir, pci), data, 0o600); err != nil {
 		return fmt.Errorf("record allocation of VF %q: %w", pci, err)
 	}
 	return nil

@@ -9,9 +9,9 @@
 // not in cni.dev/valid-attachments as a DEL.
 //
 // Layout: <stateDir>/<containerID>/<ifName>/record.json, next to the hint
-// file of package hint. Writes are atomic and durable (temp file, fsync,
-// rename, fsync of the directory): after a crash a record is the old one or
-// the new one, never empty. Lock
+// file of package hint. Writes are atomic and durable (hint.WriteFileDurable:
+// temp file, fsync, rename, and fsync of the directory for a new record):
+// after a crash a record is the old one or the new one, never empty. Lock
 // serialises commands on one attachment across processes with flock(2).
 package store
 
@@ -88,7 +88,7 @@ func (s *Store) Put(rec *Record) error {
 	if err != nil {
 		return err
 	}
-	if err := hint.WriteFileAtomic(s.path(rec.ContainerID, rec.IfName), data, 0o600); err != nil {
+	if err := hint.WriteFileDurable(s.path(rec.ContainerID, rec.IfName), data, 0o600); err != nil {
 		return fmt.Errorf("write attachment record: %w", err)
 	}
 	return nil

@@ -272,18 +272,34 @@ func Remove(stateDir, containerID, ifName string) error {
 
 // WriteFileAtomic writes data to path through a temporary file and a rename,
 // creating parent directories (0755) as needed, so readers never see a
-// partial file; the file and the rename are fsync'd, so after a crash the
-// path holds the old or the new content, never an empty file.
+// partial file. It does not fsync: see WriteFileDurable.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, false)
+}
+
+// WriteFileDurable is WriteFileAtomic for state that must survive a power
+// loss (records, allocations): the data is fsync'd before the rename, so
+// the path never holds an empty or partial file, and the directory is
+// fsync'd when the file is new, so the name itself survives. A later
+// rewrite that a crash loses leaves the previous content.
+func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
+	return writeFile(path, data, perm, true)
+}
+
+func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	_, statErr := os.Lstat(path)
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	_, werr := tmp.Write(data)
-	serr := tmp.Sync()
+	var serr error
+	if durable {
+		serr = tmp.Sync()
+	}
 	cerr := tmp.Close()
 	if err := errors.Join(werr, serr, cerr, os.Chmod(tmp.Name(), perm)); err != nil {
 		_ = os.Remove(tmp.Name())
@@ -293,7 +309,10 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		_ = os.Remove(tmp.Name())
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	if durable && errors.Is(statErr, os.ErrNotExist) {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
 }
 
 // syncDir makes a rename in dir durable.
