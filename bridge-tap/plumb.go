@@ -45,8 +45,13 @@ func (a *addition) plumbVM(ctx context.Context) (*hint.Hint, error) {
 		mtu = pod.Attrs().MTU
 	}
 	a.st.PodMAC, a.st.GuestMAC = podMAC.String(), guestMAC.String()
-	if err = a.Save(); err != nil {
-		return nil, err
+	if conf.Chained() {
+		// recorded before the pod interface changes: DEL restores its MAC
+		// and leaves a shared ingress qdisc (standalone, the interface is
+		// ours and goes whole)
+		if err = a.Save(); err != nil {
+			return nil, err
+		}
 	}
 
 	h := &hint.Hint{Netns: args.Netns, Guest: hint.Guest{MAC: guestMAC.String(), MTU: mtu}}
