@@ -2,6 +2,8 @@ package bridgetap
 
 import (
 	"testing"
+
+	"github.com/vmcni/vmcni/internal/testutil/keyprop"
 )
 
 // TestMACOverrideOrder: CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac,
@@ -76,4 +78,11 @@ func TestNames(t *testing.T) {
 	if again := namesFor("container-id", "eth0", ModeBridge, true); again != n {
 		t.Fatal("names are not deterministic")
 	}
+}
+
+// TestHostVethNamesInjective: no two attachments share a host veth.
+func TestHostVethNamesInjective(t *testing.T) {
+	keyprop.AssertInjective(t, "host veth", keyprop.RandomKeys(3, 10000), func(k keyprop.Key) string {
+		return namesFor(k.ContainerID, k.IfName, ModeTCFilter, true).HostVeth
+	})
 }

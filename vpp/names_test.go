@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/vmcni/vmcni/internal/testutil/keyprop"
 	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
@@ -41,4 +42,11 @@ func TestGatewayTag(t *testing.T) {
 			t.Errorf("isGatewayLoopback(%+v) = %v", c.i, got)
 		}
 	}
+}
+
+// TestTagsInjective: no two attachments of a network share a VPP tag.
+func TestTagsInjective(t *testing.T) {
+	keyprop.AssertInjective(t, "VPP tag", keyprop.RandomKeys(4, 10000), func(k keyprop.Key) string {
+		return Tag("net", k.ContainerID, k.IfName)
+	})
 }

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/vmcni/vmcni/internal/testutil/keyprop"
 )
 
 func TestPutGetListDelete(t *testing.T) {
@@ -76,4 +78,12 @@ func TestLockSerialises(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(s.Dir, ".locks")); !os.IsNotExist(err) {
 		t.Fatalf("lock dir left behind: %v", err)
 	}
+}
+
+// TestLockPathsInjective: no two attachments share a lock file.
+func TestLockPathsInjective(t *testing.T) {
+	s := New("/s")
+	keyprop.AssertInjective(t, "lock file", keyprop.RandomKeys(1, 10000), func(k keyprop.Key) string {
+		return s.lockPath(k.ContainerID, k.IfName)
+	})
 }
