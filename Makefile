@@ -60,7 +60,8 @@ test: deps guest
 # exceeded" (golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 100000x
 FUZZ_TARGETS := ./bridge-tap/:FuzzParseConfig ./vhostuser/:FuzzParseConfig ./sriov/:FuzzParseConfig \
-	./vpp/:FuzzParseConfig ./pkg/hint/:FuzzDecode
+	./vpp/:FuzzParseConfig ./pkg/hint/:FuzzDecode \
+	./bridge-tap/:FuzzDel ./vhostuser/:FuzzDel ./sriov/:FuzzDel ./vpp/:FuzzDel
 fuzz:
 	for t in $(FUZZ_TARGETS); do \
 	  $(GO) test $${t%%:*} -run XXX -fuzz "^$${t##*:}$$" -fuzztime $(FUZZTIME) -parallel 1 || exit 1; \

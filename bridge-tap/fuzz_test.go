@@ -29,3 +29,19 @@ func FuzzParseConfig(f *testing.F) {
 		testutil.ExpectCode(t, "ValidateForAdd", conf.ValidateForAdd(), 7)
 	})
 }
+
+// FuzzDel runs DEL of an attachment no ADD made with any config (state
+// dir and attachment forced into the test): it never panics, and fails
+// only when IPAM must be asked (no IPAM plugin is installed here) or the
+// config does not decode.
+func FuzzDel(f *testing.F) {
+	testutil.RequiresRoot(f)
+	f.Setenv("CNI_PATH", f.TempDir())
+	testutil.AddConfigSeeds(f,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-bridge","mode":"macvtap","ipMasq":true}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-bridge","mode":"bridge","ipam":{"type":"host-local"}}`)
+	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
+		args := testutil.FuzzDelArgs(stdin, cniArgs, t.TempDir())
+		testutil.ExpectDelContract(t, args, bridgetap.New().Del(args))
+	})
+}

@@ -30,3 +30,16 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDel runs DEL of an attachment no ADD made with any config: it never
+// panics, touches no VF, and fails only when IPAM must be asked (no IPAM
+// plugin is installed here) or the config does not decode.
+func FuzzDel(f *testing.F) {
+	f.Setenv("CNI_PATH", f.TempDir())
+	testutil.AddConfigSeeds(f,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-sriov","mode":"vfio","deviceID":"0000:3b:02.1","sysfsRoot":"/nonexistent"}`)
+	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
+		args := testutil.FuzzDelArgs(stdin, cniArgs, t.TempDir())
+		testutil.ExpectDelContract(t, args, sriov.New().Del(args))
+	})
+}

@@ -1,6 +1,7 @@
 package vhostuser_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/vmcni/vmcni/internal/testutil"
@@ -29,5 +30,28 @@ func FuzzParseConfig(f *testing.F) {
 		}
 		_, err = vhostuser.PathsFor(conf.SocketDir, containerID, ifName)
 		testutil.ExpectCode(t, "PathsFor", err, 4, 7)
+	})
+}
+
+// noSwitch is a backend with nothing in it.
+type noSwitch struct{}
+
+func (noSwitch) AddPort(context.Context, vhostuser.Port) error           { return nil }
+func (noSwitch) DelPort(context.Context, string) error                   { return nil }
+func (noSwitch) Ports(context.Context, string) ([]vhostuser.Port, error) { return nil, nil }
+func (noSwitch) Ready(context.Context) error                             { return nil }
+
+// FuzzDel runs DEL of an attachment no ADD made with any config (no OVS:
+// an empty backend is injected): it never panics, and fails only when IPAM
+// must be asked (no IPAM plugin is installed here) or the config does not
+// decode.
+func FuzzDel(f *testing.F) {
+	f.Setenv("CNI_PATH", f.TempDir())
+	testutil.AddConfigSeeds(f,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-vhostuser","backend":"none","socketDir":"/tmp/vmct-fuzz-vhu"}`)
+	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
+		args := testutil.FuzzDelArgs(stdin, cniArgs, t.TempDir())
+		p := vhostuser.New().WithSwitch(func(*vhostuser.NetConf) vhostuser.Switch { return noSwitch{} })
+		testutil.ExpectDelContract(t, args, p.Del(args))
 	})
 }

@@ -1,10 +1,14 @@
 package vpp_test
 
 import (
+	"context"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vmcni/vmcni/internal/testutil"
 	"github.com/vmcni/vmcni/vpp"
+	"github.com/vmcni/vmcni/vpp/vppapi"
 )
 
 // FuzzParseConfig feeds arbitrary stdin and CNI_ARGS to ParseConfig,
@@ -25,5 +29,20 @@ func FuzzParseConfig(f *testing.F) {
 			return
 		}
 		testutil.ExpectCode(t, "ValidateForAdd", conf.ValidateForAdd(), 7)
+	})
+}
+
+// FuzzDel runs DEL of an attachment no ADD made with any config (VPP not
+// running: the connector refuses): it never panics, and fails only when
+// IPAM must be asked (no IPAM plugin is installed here) or the config
+// does not decode.
+func FuzzDel(f *testing.F) {
+	f.Setenv("CNI_PATH", f.TempDir())
+	testutil.AddConfigSeeds(f,
+		`{"cniVersion":"1.1.0","name":"n","type":"vm-vpp","bridgeDomain":1,"socketDir":"/tmp/vmct-fuzz-vpp"}`)
+	refused := func(context.Context, string, time.Duration) (vppapi.Conn, error) { return nil, syscall.ECONNREFUSED }
+	f.Fuzz(func(t *testing.T, stdin []byte, cniArgs string) {
+		args := testutil.FuzzDelArgs(stdin, cniArgs, t.TempDir())
+		testutil.ExpectDelContract(t, args, vpp.New().WithConnector(refused).Del(args))
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -163,10 +164,12 @@ func TestErrorsNeverCrash(t *testing.T) {
 	}
 }
 
-// TestListenSocketMode: the socket appears with mode 0660 (never with the
-// umask's), no private directory is left next to it, a stale socket is
+// TestListenSocketMode: under umask 000 too, the socket appears with mode
+// 0660 (never with the umask's), no private directory is left next to it, a stale socket is
 // replaced, and Close removes it.
 func TestListenSocketMode(t *testing.T) {
+	old := syscall.Umask(0) // the worst umask: the socket must still never be 0777
+	defer syscall.Umask(old)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "vmcni.sock")
 	if err := os.WriteFile(path, nil, 0o600); err != nil { // stale
