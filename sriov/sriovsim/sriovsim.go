@@ -43,8 +43,8 @@
 //     which holds no reference to them, and follows the VF side's MTU in
 //     the netns it went to. Netns destruction is asynchronous: WaitNetdev
 //     waits for the refund.
-//   - The PF's VF table, FakePFFile: its presence makes vm-sriov use
-//     sriov.FakePF instead of netlink for the PF-side VF settings.
+//   - The PF's VF table, FakePFFile: FakePF, the PF side of netlink, which
+//     tests inject into vm-sriov (VFControllerFor; the vm-sriov-sim binary).
 //
 // # Sysfs attributes
 //
