@@ -1,10 +1,10 @@
 package plugin
 
 import (
-	"bytes"
 	"encoding/json"
 	"net"
 	"path/filepath"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -91,7 +91,7 @@ func Decode(stdin []byte, cniArgs string, conf Config) error {
 		return cnierr.Decode("parse network config: %w", err)
 	}
 	if c.RawPrevResult != nil {
-		if err := refuseNullEntries(raw["prevResult"]); err != nil {
+		if err := refuseNullEntries(c.RawPrevResult); err != nil {
 			return err
 		}
 		if err := version.ParsePrevResult(&c.PluginConf); err != nil {
@@ -103,26 +103,29 @@ func Decode(stdin []byte, cniArgs string, conf Config) error {
 		}
 		c.Prev = prev
 	}
-	delete(raw, "prevResult")
+	for key := range raw {
+		if strings.EqualFold(key, "prevResult") { // encoding/json matches keys case-insensitively
+			delete(raw, key)
+		}
+	}
 	c.Raw, _ = json.Marshal(raw)
 	return nil
 }
 
-// refuseNullEntries rejects a prevResult whose interfaces, ips, routes or
-// dns lists hold a null: the CNI library's conversion of older versions
-// dereferences every entry.
-func refuseNullEntries(prev json.RawMessage) error {
-	var lists map[string]json.RawMessage
-	if json.Unmarshal(prev, &lists) != nil {
-		return nil // not an object: the library reports it
-	}
-	for _, key := range []string{"interfaces", "ips", "routes"} {
-		var entries []json.RawMessage
-		if json.Unmarshal(lists[key], &entries) != nil {
+// refuseNullEntries rejects a prevResult whose interfaces, ips or routes
+// hold a null: the CNI library's conversion of older versions dereferences
+// every entry. Keys match case-insensitively, as encoding/json (and so the
+// library) matches them.
+func refuseNullEntries(prev map[string]any) error {
+	for key, value := range prev {
+		switch strings.ToLower(key) {
+		case "interfaces", "ips", "routes":
+		default:
 			continue
 		}
+		entries, _ := value.([]any)
 		for i, e := range entries {
-			if bytes.Equal(bytes.TrimSpace(e), []byte("null")) {
+			if e == nil {
 				return cnierr.Decode("prevResult.%s[%d] is null", key, i)
 			}
 		}
