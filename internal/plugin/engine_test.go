@@ -179,6 +179,9 @@ func TestEngineDelRefused(t *testing.T) {
 		{"null ip", func(e *toyEnv) {
 			e.extra = map[string]any{"prevResult": map[string]any{"cniVersion": "0.4.0", "ips": []any{nil}}}
 		}, 6},
+		{"null ip, lower-case key", func(e *toyEnv) { // encoding/json matches keys case-insensitively
+			e.extra = map[string]any{"prevresult": map[string]any{"cniVersion": "0.4.0", "IPs": []any{nil}}}
+		}, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newToyEnv(t)
