@@ -102,6 +102,11 @@ func TestVMDeviceLifecycle(t *testing.T) {
 		return herr == nil && h.Guest.MAC == mac && tapThere()
 	}
 	waitFor(t, "the VM device", attached)
+	// the watcher records the attachment after the plugin wrote the hint
+	waitFor(t, "the VM device's record", func() bool {
+		cur, cerr := f.store.Endpoint(ep)
+		return cerr == nil && cur.VM != nil && cur.VM.Phase == state.VMAttached
+	})
 	rec, err := f.store.Endpoint(ep)
 	must(t, err)
 	if rec.VM == nil || rec.VM.Phase != state.VMAttached || rec.VM.Runtime.IfName != "eth0" || rec.Runtime.IfName != transferIfName {
