@@ -22,14 +22,25 @@ const vhostSocketDir = "/run/vmcni/vhost-user"
 // socket Multus's network-status names (the VMM is the server, OVS
 // reconnects), and the guests ping each other through OVS-DPDK. The NAD
 // has no IPAM (an NFV network): the guests get static addresses.
+//
+// Multus v4.1.0 hands a delegate a CNIDeviceInfoFile, and copies the file
+// into the network-status, only when the attachment has a deviceID
+// (pkg/types/conf.go, delegateRuntimeConfig). No device plugin allocates
+// vhost-user ports, so the pod names one in its network selection element
+// ("deviceID"), which vm-vhostuser takes as an opaque label.
 func (e *env) testVhostUser(t *testing.T) {
-	t.Skip("open: Multus v4.1.0 writes an attachment's device-info only when a device plugin gave it a deviceID " +
-		"(pkg/types/conf.go delegateRuntimeConfig), so the network-status of a vm-vhostuser pod names no socket path " +
-		"and the launcher cannot find it; vm-vhostuser ADD and DEL on OVS-DPDK through Multus work (ports come and go)")
 	e = e.in(t)
 	testutil.RequiresOVSDPDK(t)
 	ovs := testutil.StartOVS(t)
 	ovs.AddBridge("br-dpdk")
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("OVS interfaces:\n%s", ovs.Vsctl("--columns=name,type,options,status,link_state,statistics", "list", "Interface"))
+			if log, err := os.ReadFile(filepath.Join(ovs.Dir, "vswitchd.log")); err == nil {
+				t.Logf("vswitchd.log:\n%s", log)
+			}
+		}
+	})
 	exposeOVSDB(t, strings.TrimPrefix(ovs.DB, "unix:"), strings.TrimPrefix(vhostuser.DefaultOVSDB, "unix:"))
 	e.c.MustKubectl(e.t, "apply", "-f", filepath.Join(e.root, "deploy", "nad", "vm-vhostuser.yaml"))
 	t.Cleanup(func() {
@@ -68,9 +79,10 @@ func (e *env) testVhostUser(t *testing.T) {
 
 // vhostUserVMPod is a VM pod on the vm-vhostuser NAD: the socket
 // directory is mounted from the node at the same path, and Multus's
-// network-status reaches the launcher through the downward API.
+// network-status, with the device-info naming the socket, reaches the
+// launcher through the downward API.
 func vhostUserVMPod(name, ip, peer string) map[string]any {
-	p := vmPod(name, "vm-vhostuser-ovs")
+	p := vmPod(name, `[{"name":"vm-vhostuser-ovs","interface":"net1","deviceID":"vhost-net1"}]`)
 	spec := p["spec"].(map[string]any)
 	ctr := spec["containers"].([]any)[0].(map[string]any)
 	ctr["args"] = []string{"pod", "--hostname", name, "--netns", "", "--network-status", "/etc/podinfo/network-status",

@@ -56,7 +56,11 @@ func StartOVS(t testing.TB) *OVS {
 		"--pidfile="+filepath.Join(dir, "ovsdb.pid"), "--unixctl="+filepath.Join(dir, "ovsdb.ctl"),
 		"--detach", "--log-file="+filepath.Join(dir, "ovsdb.log"))
 	o.Vsctl("--no-wait", "init")
+	// per-port-memory sizes each port's mempool by its queues: the shared
+	// mempool asks for 262144 mbufs, which 1 GiB without hugepages cannot
+	// hold once two guests are attached ("Failed to create memory pool").
 	o.Vsctl("--no-wait", "set", "Open_vSwitch", ".", "other_config:dpdk-init=true",
+		"other_config:per-port-memory=true",
 		"other_config:dpdk-extra=--no-huge --legacy-mem -m 1024 --no-pci --file-prefix "+o.prefix)
 	o.StartSwitch()
 	return o
