@@ -45,3 +45,24 @@ func FuzzDel(f *testing.F) {
 		testutil.ExpectDelContract(t, args, bridgetap.New().Del(args))
 	})
 }
+
+// TestDelOfNothing: 10,000 DELs of attachments that do not exist, with
+// random keys and configs (ADD would refuse many of them), all succeed and
+// leave nothing in the state dir (the reliability issue's property).
+func TestDelOfNothing(t *testing.T) {
+	testutil.RequiresRoot(t)
+	t.Setenv("CNI_PATH", t.TempDir())
+	testutil.DelProperty(t, 11, 10000, map[string]any{"name": "vmct-delprop", "type": "vm-bridge"}, map[string][]any{
+		"cniVersion":    {"0.4.0", "1.0.0", "1.1.0"},
+		"mode":          {"tcfilter", "bridge", "macvtap", "bogus", ""},
+		"bridge":        {"vmctdelprop0", "", "bbbbbbbbbbbbbbbbb", "a/b"},
+		"mtu":           {0, 1500, 67, 65536, -1},
+		"queues":        {0, 1, 4, 257, -3},
+		"tapOwner":      {0, 4294967295},
+		"macvtapMode":   {"bridge", "vepa", "x"},
+		"isGateway":     {true, false},
+		"ipMasq":        {true, false},
+		"mac":           {"02:00:00:00:00:01", "zz", "ff:ff:ff:ff:ff:ff"},
+		"runtimeConfig": {map[string]any{"mac": "x"}, map[string]any{"CNIDeviceInfoFile": "relative"}, map[string]any{"deviceID": "0000:00:01.0"}},
+	}, bridgetap.New().Del)
+}

@@ -43,3 +43,25 @@ func FuzzDel(f *testing.F) {
 		testutil.ExpectDelContract(t, args, sriov.New().Del(args))
 	})
 }
+
+// TestDelOfNothing: 10,000 DELs of attachments that do not exist, with
+// random keys and configs (ADD would refuse many of them), all succeed,
+// touch no VF (the sysfs root does not exist) and leave nothing in the
+// state dir (the reliability issue's property).
+func TestDelOfNothing(t *testing.T) {
+	t.Setenv("CNI_PATH", t.TempDir())
+	testutil.DelProperty(t, 12, 10000, map[string]any{"name": "vmct-delprop", "type": "vm-sriov", "sysfsRoot": "/nonexistent"},
+		map[string][]any{
+			"cniVersion":    {"0.4.0", "1.0.0", "1.1.0"},
+			"mode":          {"vfio", "netdev", "x", ""},
+			"deviceID":      {"0000:3b:02.1", "bogus", "", "../0000:3b:02.1"},
+			"vlan":          {0, 100, 4095, 4096, -1},
+			"vlanQoS":       {0, 7, 8},
+			"vlanProto":     {"802.1q", "802.1ad", "x"},
+			"spoofchk":      {"on", "off", "x"},
+			"trust":         {"on", "off", "x"},
+			"mtu":           {0, 1500, 67, -1},
+			"mac":           {"02:00:00:00:00:01", "zz", "01:00:00:00:00:01"},
+			"runtimeConfig": {map[string]any{"deviceID": "0000:3B:02.2"}, map[string]any{"deviceID": "x"}, map[string]any{"CNIDeviceInfoFile": "relative"}},
+		}, sriov.New().Del)
+}

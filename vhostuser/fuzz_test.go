@@ -2,6 +2,7 @@ package vhostuser_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/vmcni/vmcni/internal/testutil"
@@ -54,4 +55,28 @@ func FuzzDel(f *testing.F) {
 		p := vhostuser.New().WithSwitch(func(*vhostuser.NetConf) vhostuser.Switch { return noSwitch{} })
 		testutil.ExpectDelContract(t, args, p.Del(args))
 	})
+}
+
+// TestDelOfNothing: 10,000 DELs of attachments that do not exist, with
+// random keys and configs (ADD would refuse many of them; no OVS: an empty
+// backend is injected), all succeed and leave nothing in the state dir
+// (the reliability issue's property).
+func TestDelOfNothing(t *testing.T) {
+	t.Setenv("CNI_PATH", t.TempDir())
+	p := vhostuser.New().WithSwitch(func(*vhostuser.NetConf) vhostuser.Switch { return noSwitch{} })
+	testutil.DelProperty(t, 13, 10000, map[string]any{"name": "vmct-delprop", "type": "vm-vhostuser"}, map[string][]any{
+		"cniVersion":    {"0.4.0", "1.0.0", "1.1.0"},
+		"backend":       {"none", "ovs-dpdk", "x"},
+		"bridge":        {"br-dpdk", "", "a b"},
+		"ovsdb":         {"unix:/nonexistent/db.sock", "bogus"},
+		"mode":          {"server", "client", "x"},
+		"socketDir":     {"/tmp/vmct-delprop-vhu", "relative", "", "/tmp/" + strings.Repeat("d", 120)},
+		"socketDirMode": {"0700", "0777", "x"},
+		"group":         {"0", "root", "vmct-no-such-group"},
+		"vlan":          {0, 100, 4095, 4096, -1},
+		"queues":        {0, 1, 4, 1025},
+		"mtu":           {0, 1500, 67},
+		"mac":           {"02:00:00:00:00:01", "zz"},
+		"runtimeConfig": {map[string]any{"mac": "x"}, map[string]any{"CNIDeviceInfoFile": "relative"}, map[string]any{"deviceID": "vhost-net1"}},
+	}, p.Del)
 }

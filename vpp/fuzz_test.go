@@ -2,6 +2,7 @@ package vpp_test
 
 import (
 	"context"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,4 +46,30 @@ func FuzzDel(f *testing.F) {
 		args := testutil.FuzzDelArgs(stdin, cniArgs, t.TempDir())
 		testutil.ExpectDelContract(t, args, vpp.New().WithConnector(refused).Del(args))
 	})
+}
+
+// TestDelOfNothing: 10,000 DELs of attachments that do not exist, with
+// random keys and configs (ADD would refuse many of them; VPP not
+// running: the connector refuses), all succeed and leave nothing in the
+// state dir (the reliability issue's property).
+func TestDelOfNothing(t *testing.T) {
+	t.Setenv("CNI_PATH", t.TempDir())
+	refused := func(context.Context, string, time.Duration) (vppapi.Conn, error) { return nil, syscall.ECONNREFUSED }
+	testutil.DelProperty(t, 14, 10000, map[string]any{"name": "vmct-delprop", "type": "vm-vpp"}, map[string][]any{
+		"cniVersion":    {"0.4.0", "1.0.0", "1.1.0"},
+		"interface":     {"vhost-user", "memif", "x"},
+		"network":       {"l2", "l3", "x"},
+		"bridgeDomain":  {0, 1, 42, -1},
+		"mode":          {"server", "client", "x"},
+		"queues":        {0, 1, 4, 1025},
+		"mtu":           {0, 1500, 67},
+		"apiSocket":     {"/nonexistent/api.sock", "relative"},
+		"socketDir":     {"/tmp/vmct-delprop-vpp", "relative", "", "/tmp/" + strings.Repeat("d", 120)},
+		"socketDirMode": {"0700", "0777", "x"},
+		"group":         {"0", "vmct-no-such-group"},
+		"memif":         {map[string]any{"role": "server", "ringSize": 1000}, map[string]any{"role": "x", "secret": "s"}},
+		"mac":           {"02:00:00:00:00:01", "zz"},
+		"vppMac":        {"02:00:00:00:00:02", "zz"},
+		"runtimeConfig": {map[string]any{"mac": "x"}, map[string]any{"CNIDeviceInfoFile": "relative"}},
+	}, vpp.New().WithConnector(refused).Del)
 }

@@ -1,6 +1,7 @@
 package plugin
 
 import (
+	"encoding/json"
 	"log/slog"
 	"path/filepath"
 
@@ -83,4 +84,20 @@ func RefusedDel(stateDir, containerID, ifName string, verr error) error {
 		return nil
 	}
 	return verr
+}
+
+// undecodableDel is DEL of a config or CNI_ARGS the plugin cannot decode
+// (a negative number in an unsigned field, a MAC that does not parse): ADD
+// refuses them before any side effect, so DEL succeeds when the shared part
+// of the config decodes and its state dir holds no record for the key.
+// Otherwise derr stands: a record exists, or nothing says where to look.
+func undecodableDel(args *skel.CmdArgs, derr error) error {
+	var c NetConf
+	if json.Unmarshal(args.StdinData, &c) != nil {
+		return derr
+	}
+	if c.StateDir == "" {
+		c.StateDir = hint.DefaultStateDir
+	}
+	return RefusedDel(c.StateDir, args.ContainerID, args.IfName, derr)
 }

@@ -243,7 +243,7 @@ func (e *Engine[C, S]) Add(args *skel.CmdArgs) error {
 func (e *Engine[C, S]) Del(args *skel.CmdArgs) (err error) {
 	conf, err := e.spec.Parse(args.StdinData, args.Args)
 	if err != nil {
-		return err
+		return undecodableDel(args, err)
 	}
 	c := conf.Common()
 	if err = validate(conf, args); err != nil {
