@@ -31,6 +31,11 @@ const vhostSocketDir = "/run/vmcni/vhost-user"
 func (e *env) testVhostUser(t *testing.T) {
 	e = e.in(t)
 	testutil.RequiresOVSDPDK(t)
+	if _, err := os.Stat(vhostSocketDir); errors.Is(err, fs.ErrNotExist) {
+		// made by the kubelet (hostPath DirectoryOrCreate) or the plugin;
+		// removed once the pods and their sockets are gone
+		t.Cleanup(func() { _ = os.Remove(vhostSocketDir) })
+	}
 	ovs := testutil.StartOVS(t)
 	ovs.AddBridge("br-dpdk")
 	t.Cleanup(func() {
