@@ -2,9 +2,10 @@ package testutil
 
 import (
 	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -28,17 +29,10 @@ func DelProperty(t *testing.T, seed uint64, n int, base map[string]any, fields m
 	stateDir := t.TempDir()
 	rng := rand.New(rand.NewPCG(seed, seed^0x5eed))
 	keys := keyprop.RandomKeys(seed, n)
-	names := make([]string, 0, len(fields))
-	for name := range fields {
-		names = append(names, name)
-	}
-	sort.Strings(names) // map order would make a seed irreproducible
+	names := slices.Sorted(maps.Keys(fields)) // map order would make a seed irreproducible
 	failures := 0
 	for i := 0; i < n; i++ {
-		conf := map[string]any{}
-		for k, v := range base {
-			conf[k] = v
-		}
+		conf := maps.Clone(base)
 		for _, name := range names {
 			if values := fields[name]; rng.IntN(3) > 0 {
 				conf[name] = values[rng.IntN(len(values))]
