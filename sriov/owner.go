@@ -43,10 +43,16 @@ func (o *Owner) String() string {
 
 // lockVF takes the VF's lock, waiting for other commands on the same VF.
 // The lock file stays (one per VF ever used; it holds no data): release it
-// with Unlock(false).
+// with Unlock(false). Once it holds the lock, it removes the temporary
+// file of an allocation write a crash interrupted: every write runs under
+// the lock, so none is in progress.
 func lockVF(stateDir, pci string) (*store.Lock, error) {
 	l, err := store.LockFile(filepath.Join(vfDir(stateDir, pci), "lock"))
 	if err != nil {
+		return nil, fmt.Errorf("lock VF %q: %w", pci, err)
+	}
+	if err := hint.RemoveTempFiles(vfDir(stateDir, pci)); err != nil {
+		l.Unlock(false)
 		return nil, fmt.Errorf("lock VF %q: %w", pci, err)
 	}
 	return l, nil

@@ -146,12 +146,33 @@ func assume(conf *NetConf, args *skel.CmdArgs) (*state, error) {
 }
 
 // teardown is DEL's work for one attachment, best effort: VPP's objects
-// (when VPP runs: without it they are gone) and the socket directory.
+// (when VPP runs: without it they are gone) and the socket directory. In
+// l3 it holds the network lock meanwhile (holdL3Lock).
 func teardown(_ context.Context, t *plugin.Teardown[*NetConf, state]) {
+	release, err := holdL3Lock(t.Conf, t.State.Network)
+	t.Step(err)
+	defer release()
 	if client := clientOf(t.Conn); client != nil {
 		t.Step(removeVPPObjects(client, t.State, t.Recorded, t.Log))
 	}
 	t.Step(socketdir.Remove(t.State.paths()))
+}
+
+// holdL3Lock takes the l3 network's lock (lockNetwork) while DEL or GC
+// detaches interfaces from the gateway loopback, as ADD and its rollback
+// do; its release removes the lock file. So a lock file left by an ADD
+// killed while holding it goes with the next DEL or GC of the network.
+// Other networks get a no-op; so does a lock that cannot be taken (the
+// error is returned, the teardown goes on).
+func holdL3Lock(conf *NetConf, network string) (release func(), err error) {
+	if network != NetworkL3 {
+		return func() {}, nil
+	}
+	lock, err := lockNetwork(conf.StateDir, conf.Name)
+	if err != nil {
+		return func() {}, err
+	}
+	return func() { lock.Unlock(true) }, nil
 }
 
 // sweep deletes the VPP interfaces tagged for the network whose
@@ -163,6 +184,11 @@ func teardown(_ context.Context, t *plugin.Teardown[*NetConf, state]) {
 // never swept.
 func sweep(_ context.Context, g *plugin.Collection[*NetConf]) error {
 	c, conf, log := clientOf(g.Conn), g.Conf, g.Log
+	release, err := holdL3Lock(conf, conf.Network)
+	if err != nil {
+		return err
+	}
+	defer release()
 	if c == nil {
 		return nil
 	}

@@ -138,12 +138,8 @@ func (s *Store) Delete(containerID, ifName string) error {
 		return err
 	}
 	dir := hint.AttachmentDir(s.Dir, containerID, ifName)
-	// temporary files of writes a crash interrupted (hint.WriteFileAtomic)
-	tmps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
-	for _, tmp := range tmps {
-		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
+	if err := hint.RemoveTempFiles(dir); err != nil {
+		return err
 	}
 	s.removeIfEmpty(dir)
 	s.removeIfEmpty(filepath.Join(s.Dir, containerID))

@@ -2,6 +2,7 @@ package testutil
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 
 	"github.com/containernetworking/cni/libcni"
@@ -69,4 +70,21 @@ func (c *CNI) GC(valid ...*libcni.RuntimeConf) error {
 // Status runs STATUS.
 func (c *CNI) Status() error {
 	return c.Config.GetStatusNetworkList(context.Background(), c.List)
+}
+
+// PluginStdin is the config libcni writes on the stdin of the list's
+// plugin i when it is first in the chain: the plugin's own config with the
+// list's name and cniVersion (no prevResult, no runtimeConfig).
+func (c *CNI) PluginStdin(t testing.TB, i int) []byte {
+	t.Helper()
+	var conf map[string]any
+	if err := json.Unmarshal(c.List.Plugins[i].Bytes, &conf); err != nil {
+		t.Fatal(err)
+	}
+	conf["name"], conf["cniVersion"] = c.List.Name, c.List.CNIVersion
+	data, err := json.Marshal(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

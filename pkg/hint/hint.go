@@ -315,6 +315,24 @@ func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
 	return nil
 }
 
+// RemoveTempFiles removes the temporary files that writes into dir
+// (WriteFileAtomic, WriteFileDurable) left when a crash interrupted them.
+// Call it only where no such write can be running: under the lock the
+// writers of dir hold. Missing files are not an error.
+func RemoveTempFiles(dir string) error {
+	tmps, err := filepath.Glob(filepath.Join(dir, ".*.tmp*"))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, tmp := range tmps {
+		if err := os.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // syncDir makes a rename in dir durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
