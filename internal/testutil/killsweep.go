@@ -2,8 +2,8 @@ package testutil
 
 import (
 	"bytes"
-	"fmt"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"os"
