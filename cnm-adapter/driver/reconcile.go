@@ -40,6 +40,9 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 		switch {
 		case ep.Phase == state.PhaseJoining:
 			errs = append(errs, d.withEndpoint(ctx, ep.ID, func(cur *state.Endpoint) error {
+				if cur.Phase != state.PhaseJoining {
+					return nil // a Join of this daemon finished meanwhile
+				}
 				d.log.Warn("reconcile: undoing interrupted Join", "endpoint", short(cur.ID))
 				return d.teardown(ctx, cur)
 			}))

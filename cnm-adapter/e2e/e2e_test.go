@@ -10,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,7 +24,12 @@ import (
 	"github.com/vmcni/vmcni/internal/testutil"
 )
 
-func TestMain(m *testing.M) { testutil.Main(m) }
+func TestMain(m *testing.M) {
+	if sock := os.Getenv(probeEnv); sock != "" { // the test binary as the socket prober
+		os.Exit(probe(sock))
+	}
+	testutil.Main(m)
+}
 
 // env is one test's dockerd, adapter and directories.
 type env struct {
@@ -34,11 +40,13 @@ type env struct {
 	adapter    *exec.Cmd
 	// stopRegistered is set once stopAdapter is a cleanup.
 	stopRegistered bool
-	adapterBin     string
-	cniPath        string
-	name           string // driver name = socket name
-	stateDir       string
-	dirs           []string // snapshot dirs: plugin state, IPAM leases, libcni cache
+	// umask000 starts the adapter under umask 000.
+	umask000   bool
+	adapterBin string
+	cniPath    string
+	name       string // driver name = socket name
+	stateDir   string
+	dirs       []string // snapshot dirs: plugin state, IPAM leases, libcni cache
 }
 
 func requireDocker(t *testing.T) {
@@ -153,21 +161,33 @@ func (e *env) startAdapter() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(e.adapterBin, "--name", e.name, "--state-dir", e.stateDir,
+	args := []string{"--name", e.name, "--state-dir", e.stateDir,
 		"--cni-path", e.cniPath, "--plugin-state-dir", e.dirs[0], "--ipam-data-dir", e.dirs[1],
-		"--docker-host", "unix://"+e.dockerSock, "--name-prefix", "vmct", "--grace", "3s",
-		"--reconcile-interval", "0", "--log-level", "debug")
+		"--docker-host", "unix://" + e.dockerSock, "--name-prefix", "vmct", "--grace", "3s",
+		"--reconcile-interval", "0", "--log-level", "debug"}
+	cmd := exec.Command(e.adapterBin, args...)
+	if e.umask000 { // the worst umask a daemon can inherit (sh execs the adapter: same pid)
+		cmd = exec.Command("/bin/sh", append([]string{"-c", `umask 000 && exec "$0" "$@"`, e.adapterBin}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err = cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	_ = logf.Close() // the adapter has its own copy
+	if err != nil {
 		t.Fatalf("start adapter: %v", err)
 	}
 	e.adapter = cmd
+	// Serving once a connection is accepted (a killed adapter's socket
+	// file stays until the new one replaces it).
 	sock := filepath.Join("/run/docker/plugins", e.name+".sock")
-	for i := 0; i < 100 && !testutil.FileExists(sock); i++ {
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !testutil.FileExists(sock) {
-		t.Fatalf("adapter socket %s did not appear", sock)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, derr := net.Dial("unix", sock); derr == nil {
+			_ = c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("adapter socket %s does not accept connections", sock)
+		}
 	}
 	if !e.stopRegistered {
 		// Once: a restart must not stop the adapter before the test's own
@@ -186,8 +206,10 @@ func (e *env) stopAdapter() {
 	e.adapter = nil
 }
 
+// killAdapter SIGKILLs the adapter's process group (the plugins it runs
+// die with it, as with systemd killing the unit's cgroup).
 func (e *env) killAdapter() {
-	_ = e.adapter.Process.Kill()
+	_ = syscall.Kill(-e.adapter.Process.Pid, syscall.SIGKILL)
 	_ = e.adapter.Wait()
 	e.adapter = nil
 }

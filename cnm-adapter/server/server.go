@@ -3,7 +3,8 @@
 // api.NetworkDriver and an api.IPAMDriver.
 //
 // Every request runs with a deadline (WithRequestTimeout). Failures go back
-// as {"Err": "..."}: 400 for a body that is not the method's JSON, 404 for
+// as {"Err": "..."}: 400 for a body that is not the method's JSON (or is
+// missing where the method takes one), 404 for
 // an unknown method, 405 for a method other than POST, 500 for a driver
 // error or a panic (recovered: a bad request never takes the daemon down).
 package server
@@ -28,6 +29,13 @@ import (
 
 // maxBody bounds a request body; Docker's are a few KiB.
 const maxBody = 1 << 20
+
+// errEmptyBody answers a request that needs a body and came without one.
+// Docker sends those: its plugin client retries a request whose first
+// attempt could not connect (the daemon was restarting) with the body the
+// first attempt consumed, so the retry is empty. Repeating the docker
+// command works.
+const errEmptyBody = "empty request body (Docker resends a request without its body when its first attempt found the plugin restarting): retry the command"
 
 // Server is the HTTP side of the plugin.
 type Server struct {
@@ -136,6 +144,10 @@ func handle[Req, Resp any](s *Server, path string, fn func(context.Context, *Req
 			return
 		}
 		req := new(Req)
+		if _, bodyless := any(req).(*struct{}); len(body) == 0 && !bodyless {
+			writeJSON(w, http.StatusBadRequest, api.Response{Err: path + ": " + errEmptyBody})
+			return
+		}
 		if len(body) > 0 && string(body) != "null" {
 			if err = json.Unmarshal(body, req); err != nil {
 				writeJSON(w, http.StatusBadRequest, api.Response{Err: fmt.Sprintf("%s: decode request: %v", path, err)})
@@ -175,13 +187,19 @@ const MaxConns = 64
 // 0660 and group gid (-1 keeps root's group), so only root and that group
 // (docker) can talk to it. The socket is made in a private (0700)
 // directory next to path, given its mode and group there, then renamed
-// into place: it is never reachable with the umask's mode. At most
+// into place: it is never reachable with the umask's mode (a private
+// directory a daemon killed meanwhile left goes at the next Listen). At most
 // MaxConns connections are served at once.
 func Listen(path string, gid int) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create socket dir of %q: %w", path, err)
 	}
-	private, err := os.MkdirTemp(filepath.Dir(path), ".vmcni-sock-")
+	// private directories of this socket's earlier daemons killed in Listen
+	stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), privatePrefix(path)+"*"))
+	for _, dir := range stale {
+		_ = os.RemoveAll(dir)
+	}
+	private, err := os.MkdirTemp(filepath.Dir(path), privatePrefix(path))
 	if err != nil {
 		return nil, fmt.Errorf("create private dir for %q: %w", path, err)
 	}
@@ -210,6 +228,10 @@ func Listen(path string, gid int) (net.Listener, error) {
 	}
 	return &unlinking{Listener: netutil.LimitListener(l, MaxConns), path: path}, nil
 }
+
+// privatePrefix names Listen's private directories for the socket path:
+// one socket name, one daemon.
+func privatePrefix(path string) string { return "." + filepath.Base(path) + ".listen-" }
 
 // unlinking removes its socket file when closed.
 type unlinking struct {

@@ -135,6 +135,7 @@ func TestErrorsNeverCrash(t *testing.T) {
 	}{
 		{"driver error", "POST", "/NetworkDriver.Join", `{"EndpointID":"e1"}`, 500, `join endpoint "e1": boom`},
 		{"malformed json", "POST", "/NetworkDriver.Join", `{"EndpointID":`, 400, "decode request"},
+		{"empty body (Docker's retry)", "POST", "/IpamDriver.RequestAddress", ``, 400, "empty request body"},
 		{"wrong types", "POST", "/NetworkDriver.CreateNetwork", `{"NetworkID":5}`, 400, "decode request"},
 		{"unknown method", "POST", "/NetworkDriver.Frobnicate", `{}`, 404, "unknown method"},
 		{"not POST", "GET", "/NetworkDriver.Join", ``, 405, "use POST"},
@@ -165,14 +166,19 @@ func TestErrorsNeverCrash(t *testing.T) {
 }
 
 // TestListenSocketMode: under umask 000 too, the socket appears with mode
-// 0660 (never with the umask's), no private directory is left next to it, a stale socket is
-// replaced, and Close removes it.
+// 0660 (never with the umask's), no private directory is left next to it
+// (nor one a daemon killed in Listen left), a stale socket is replaced,
+// and Close removes it.
 func TestListenSocketMode(t *testing.T) {
 	old := syscall.Umask(0) // the worst umask: the socket must still never be 0777
 	defer syscall.Umask(old)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "vmcni.sock")
 	if err := os.WriteFile(path, nil, 0o600); err != nil { // stale
+		t.Fatal(err)
+	}
+	// what a daemon killed inside Listen leaves: its private directory
+	if err := os.MkdirAll(filepath.Join(dir, ".vmcni.sock.listen-123", "s"), 0o700); err != nil {
 		t.Fatal(err)
 	}
 	l, err := Listen(path, -1)

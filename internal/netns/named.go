@@ -1,6 +1,8 @@
 package netns
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"runtime"
 
@@ -31,11 +33,18 @@ func CreateNamed(name string) (string, error) {
 	return filepath.Join(NamedDir, name), nil
 }
 
-// DeleteNamed removes a named netns; a missing one is success.
+// DeleteNamed removes a named netns; a missing one is success. A file at
+// the name that is not a namespace is removed too: what a CreateNamed
+// killed between creating the file and bind-mounting the namespace on it
+// leaves (and a later CreateNamed of the name would fail on).
 func DeleteNamed(name string) error {
+	path := filepath.Join(NamedDir, name)
 	err := vnetns.DeleteNamed(name)
-	if err != nil && !Exists(filepath.Join(NamedDir, name)) {
-		return nil
+	if err == nil || Exists(path) {
+		return err
 	}
-	return err
+	if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return rerr
+	}
+	return nil
 }
