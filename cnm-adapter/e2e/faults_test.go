@@ -111,8 +111,6 @@ func (e *env) startProber(sock string) func() string {
 // killed under it); the stop is retried until Docker reports the
 // container stopped. It returns the docker commands that failed.
 func (e *env) cycle(name string) (failed int, err error) {
-	start := time.Now()
-	defer func() { e.debugf("cycle of %s: %v", name, time.Since(start)) }()
 	if out, serr := e.dockerErr("start", name); serr != nil {
 		e.debugf("start %s: %v: %s", name, serr, out)
 		failed++
