@@ -205,7 +205,7 @@ func TestJoinLeaveUnderSIGKILL(t *testing.T) {
 	nextKill := rand.IntN(12) + 1
 	for running > 0 {
 		err := <-done
-		if err == errWorkerDone {
+		if errors.Is(err, errWorkerDone) {
 			running--
 			continue
 		}
