@@ -13,14 +13,16 @@ import (
 
 // TestSIGKILLAtRandomPoints runs the real vm-bridge binary's ADD and kills
 // it with SIGKILL at random points (testutil.KillSweep), 200 times per
-// IPAM across the three modes; each time DEL or GC must leave the host,
+// IPAM across the three modes: static, host-local in-process and the
+// host-local binary (ipamExec); each time DEL or GC must leave the host,
 // the pod netns, the state and the IPAM leases exactly as before.
 //
-// With the reference host-local exec, one window is host-local's own
+// With the host-local binary, one window is host-local's own
 // (testutil.RemoveEmptyLeases): the sweep counts and removes the empty
-// lease files it leaves; any other difference fails the test.
+// lease files it leaves; any other difference fails the test. The
+// in-process host-local has no such window.
 func TestSIGKILLAtRandomPoints(t *testing.T) {
-	for _, ipamType := range []string{"static", "host-local"} {
+	for _, ipamType := range []string{"static", "host-local", "host-local-exec"} {
 		t.Run(ipamType, func(t *testing.T) {
 			e := newEnv(t)
 			t.Setenv("CNI_PATH", e.bin)
@@ -31,8 +33,9 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 			if ipamType == "static" {
 				ipam = map[string]any{"type": "static", "addresses": []map[string]string{{"address": strings.Replace(e.subnet, "0/24", "2/24", 1)}}}
 			}
+			extra := map[string]any{"ipMasq": true, "ipam": ipam, "ipamExec": ipamType == "host-local-exec"}
 			conf := func(i int) *inProcess {
-				return &inProcess{e: e, conf: e.vmBridge(modes[i%len(modes)], map[string]any{"ipMasq": true, "ipam": ipam})}
+				return &inProcess{e: e, conf: e.vmBridge(modes[i%len(modes)], extra)}
 			}
 			emptyLeases := 0
 			testutil.KillSweep{
@@ -48,12 +51,14 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 				GC:  func(i int) error { return conf(i).gc() },
 				Same: func(t testing.TB, when string) {
 					t.Helper()
-					emptyLeases += testutil.RemoveEmptyLeases(t, e.ipamDir)
+					if ipamType == "host-local-exec" {
+						emptyLeases += testutil.RemoveEmptyLeases(t, e.ipamDir)
+					}
 					testutil.AssertSameNetns(t, ns.Path, nsBefore)
 					testutil.AssertSameHost(t, hostBefore, e.dirs(), e.bridge)
 				},
 			}.Run(t)
-			if ipamType == "host-local" {
+			if ipamType == "host-local-exec" {
 				t.Logf("empty lease files host-local left (its own window, removed by the test): %d", emptyLeases)
 			}
 		})

@@ -16,8 +16,7 @@ import (
 // random points (testutil.KillSweep), 200 times, netdev and vfio modes in
 // turn; each time DEL or GC must restore the VF (driver, knobs, netdev
 // back in the host), the pod netns, the records, the allocation and the
-// host-local leases (host-local's own empty-lease window aside:
-// testutil.RemoveEmptyLeases).
+// host-local leases (host-local runs in-process: no empty-lease window).
 func TestSIGKILLAtRandomPoints(t *testing.T) {
 	e := newEnv(t, 1, false)
 	t.Setenv("CNI_PATH", e.bin)
@@ -26,7 +25,6 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 		return &inProcess{e: e, conf: e.conf(modes[i%len(modes)], 0, allKnobs(map[string]any{"mtu": 1400}))}
 	}
 	simBefore, hostBefore, podBefore := e.k.State(), e.snapshot(), testutil.TakeNetnsSnapshot(t, pod.Path)
-	emptyLeases := 0
 	testutil.KillSweep{
 		Runs: 200,
 		Add: func(i int) *exec.Cmd {
@@ -41,12 +39,10 @@ func TestSIGKILLAtRandomPoints(t *testing.T) {
 		GC:    func(i int) error { return conf(i).gc() },
 		Same: func(t testing.TB, when string) {
 			t.Helper()
-			emptyLeases += testutil.RemoveEmptyLeases(t, e.ipamDir)
 			e.k.AssertState(t, simBefore)
 			e.assertSnapshot(hostBefore)
 			testutil.AssertSameNetns(t, pod.Path, podBefore)
 		},
 	}.Run(t)
 	e.k.TakeWrites()
-	t.Logf("empty lease files host-local left (its own window, removed by the test): %d", emptyLeases)
 }

@@ -1,5 +1,7 @@
 // Package ipam delegates address management to any CNI IPAM plugin
-// (host-local, static, dhcp, whereabouts...) found in CNI_PATH.
+// (host-local, static, dhcp, whereabouts...) found in CNI_PATH, and runs
+// host-local in-process (see hostLocal: same leases, same lock, no second
+// process exec) unless Delegate.Exec asks for the binary.
 //
 // Unlike invoke.Delegate*, every call names the attachment explicitly
 // (Attachment), so GC can release the addresses of an attachment other than
@@ -36,6 +38,36 @@ type Delegate struct {
 	Type string
 	// Config is the full network config passed on stdin.
 	Config []byte
+	// Exec runs the host-local binary instead of the in-process host-local
+	// (the config key ipamExec).
+	Exec bool
+	// Leases (optional) are the addresses an in-process host-local ADD
+	// leased to the attachment (Leases of its result, which the record
+	// keeps): DEL and CHECK then read only those lease files.
+	Leases []string
+}
+
+// InProcess reports whether d runs host-local in-process.
+func (d Delegate) InProcess() bool { return d.Type == HostLocal && !d.Exec }
+
+// Leases are the addresses of an in-process ADD's result, for
+// Delegate.Leases.
+func Leases(res *current.Result) []string {
+	out := []string{}
+	for _, ip := range res.IPs {
+		out = append(out, ip.Address.IP.String())
+	}
+	return out
+}
+
+// inProcess runs fn on the in-process host-local.
+func (d Delegate) inProcess(a Attachment, fn func(*hostLocal) error) error {
+	h, err := openHostLocal(d.Config, a.Args)
+	if err != nil {
+		return err
+	}
+	defer h.close()
+	return fn(h)
 }
 
 func (d Delegate) exec(ctx context.Context, command string, a Attachment) (types.Result, error) {
@@ -65,7 +97,17 @@ func (d Delegate) exec(ctx context.Context, command string, a Attachment) (types
 }
 
 // Add allocates addresses and returns them as a current (1.1.0) result.
+// In-process host-local does not look for a lease the attachment already
+// holds (the binary refuses a duplicate): release an earlier ADD's first.
 func (d Delegate) Add(ctx context.Context, a Attachment) (*current.Result, error) {
+	if d.InProcess() {
+		var res *current.Result
+		err := d.inProcess(a, func(h *hostLocal) (err error) { res, err = h.add(a); return err })
+		if err != nil {
+			return nil, fmt.Errorf("IPAM %q ADD: %w", d.Type, err)
+		}
+		return res, nil
+	}
 	res, err := d.exec(ctx, "ADD", a)
 	if err != nil {
 		return nil, fmt.Errorf("IPAM %q ADD: %w", d.Type, err)
@@ -82,6 +124,12 @@ func (d Delegate) Add(ctx context.Context, a Attachment) (*current.Result, error
 
 // Del releases the attachment's addresses.
 func (d Delegate) Del(ctx context.Context, a Attachment) error {
+	if d.InProcess() {
+		if err := d.inProcess(a, func(h *hostLocal) error { return h.release(a, d.Leases) }); err != nil {
+			return fmt.Errorf("IPAM %q DEL: %w", d.Type, err)
+		}
+		return nil
+	}
 	if _, err := d.exec(ctx, "DEL", a); err != nil {
 		return fmt.Errorf("IPAM %q DEL: %w", d.Type, err)
 	}
@@ -90,6 +138,12 @@ func (d Delegate) Del(ctx context.Context, a Attachment) error {
 
 // Check asks the IPAM plugin to verify the attachment's addresses.
 func (d Delegate) Check(ctx context.Context, a Attachment) error {
+	if d.InProcess() {
+		if err := d.inProcess(a, func(h *hostLocal) error { return h.check(a, d.Leases) }); err != nil {
+			return fmt.Errorf("IPAM %q CHECK: %w", d.Type, err)
+		}
+		return nil
+	}
 	if _, err := d.exec(ctx, "CHECK", a); err != nil {
 		return fmt.Errorf("IPAM %q CHECK: %w", d.Type, err)
 	}
@@ -98,6 +152,12 @@ func (d Delegate) Check(ctx context.Context, a Attachment) error {
 
 // GC forwards GC (Config carries cni.dev/valid-attachments).
 func (d Delegate) GC(ctx context.Context) error {
+	if d.InProcess() {
+		if err := d.inProcess(Attachment{}, func(h *hostLocal) error { return h.gc(d.Config) }); err != nil {
+			return fmt.Errorf("IPAM %q GC: %w", d.Type, err)
+		}
+		return nil
+	}
 	if _, err := d.exec(ctx, "GC", Attachment{}); err != nil {
 		return fmt.Errorf("IPAM %q GC: %w", d.Type, err)
 	}
@@ -106,6 +166,9 @@ func (d Delegate) GC(ctx context.Context) error {
 
 // Status forwards STATUS.
 func (d Delegate) Status(ctx context.Context) error {
+	if d.InProcess() {
+		return d.inProcess(Attachment{}, func(*hostLocal) error { return nil }) // the config and data dir
+	}
 	if _, err := d.exec(ctx, "STATUS", Attachment{}); err != nil {
 		return fmt.Errorf("IPAM %q STATUS: %w", d.Type, err)
 	}

@@ -148,7 +148,7 @@ func (a *Addition[C, S]) Key() ipam.Attachment { return keyOf(a.Args) }
 
 // IPAM is the attachment's IPAM plugin (Spec.IPAM), nil-safe for State.
 func (a *Addition[C, S]) IPAM() ipam.Delegate {
-	return ipam.Delegate{Type: a.engine.ipamOf(a.Conf, a.State), Config: a.Args.StdinData}
+	return a.engine.ipamFor(a.Conf, a.State, a.Args.StdinData, nil)
 }
 
 // Allocate runs IPAM ADD with its release registered first. It returns a
@@ -159,9 +159,16 @@ func (a *Addition[C, S]) Allocate(ctx context.Context) (*current.Result, error) 
 		return &current.Result{CNIVersion: current.ImplementedSpecVersion}, nil
 	}
 	var res *current.Result
-	err := a.Claim("ipam", func() error { return d.Del(context.Background(), a.Key()) }, func() error {
+	err := a.Claim("ipam", func() error {
+		if res != nil && d.InProcess() {
+			d.Leases = ipam.Leases(res) // (ADD's last save records them)
+		}
+		return d.Del(context.Background(), a.Key())
+	}, func() error {
 		var err error
-		res, err = d.Add(ctx, a.Key())
+		if res, err = d.Add(ctx, a.Key()); err == nil && d.InProcess() {
+			a.rec.Leases = ipam.Leases(res)
+		}
 		return err
 	})
 	return res, err

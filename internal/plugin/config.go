@@ -30,6 +30,9 @@ type NetConf struct {
 	// StateDir (optional) holds attachment records and hint files.
 	// Defaults to /var/lib/cni/vmcni.
 	StateDir string `json:"stateDir,omitempty"`
+	// IPAMExec runs the host-local binary for ipam.type host-local instead
+	// of the in-process host-local (internal/ipam).
+	IPAMExec bool `json:"ipamExec,omitempty"`
 
 	// Args is the CNI "args" convention: args.cni.mac.
 	Args CNIArgs `json:"args"`

@@ -187,6 +187,13 @@ func (e *Engine[C, S]) ipamOf(conf C, st *S) string {
 	return conf.Common().IPAM.Type
 }
 
+// ipamFor is an attachment's IPAM: its plugin (ipamOf) given the config on
+// stdin, run as the config's ipamExec says, with the leases its record
+// keeps (nil: unknown).
+func (e *Engine[C, S]) ipamFor(conf C, st *S, stdin []byte, leases []string) ipam.Delegate {
+	return ipam.Delegate{Type: e.ipamOf(conf, st), Config: stdin, Exec: conf.Common().IPAMExec, Leases: leases}
+}
+
 // Add implements CNI ADD: checks, the attachment's lock, recovery of an
 // interrupted ADD, the plugin's steps, then the device-info file, the hint
 // and the completed record; on failure everything is rolled back (unless
@@ -316,7 +323,8 @@ func (e *Engine[C, S]) teardownRecord(ctx context.Context, conn Conn, rec *store
 	}
 	t := &Teardown[C, S]{
 		Conf: conf, State: st, Recorded: true, Log: log, Conn: conn,
-		Key: ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args},
+		Key:    ipam.Attachment{ContainerID: rec.ContainerID, Netns: rec.Netns, IfName: rec.IfName, Args: rec.Args},
+		leases: rec.Leases,
 	}
 	if rec.NetnsID != "" {
 		if now, _ := netns.Identity(rec.Netns); now != rec.NetnsID {
@@ -344,8 +352,8 @@ func (e *Engine[C, S]) teardown(ctx context.Context, t *Teardown[C, S], st *stor
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
-		if typ := e.ipamOf(t.Conf, t.State); typ != "" {
-			t.Step(ipam.Delegate{Type: typ, Config: c.Raw}.Del(ctx, t.Key))
+		if d := e.ipamFor(t.Conf, t.State, c.Raw, t.leases); d.Type != "" {
+			t.Step(d.Del(ctx, t.Key))
 		}
 	}()
 	if t.State != nil {
@@ -392,8 +400,8 @@ func (e *Engine[C, S]) Check(args *skel.CmdArgs) error {
 	if err = e.spec.Check(ctx, &Checking[C, S]{Conf: conf, Args: args, State: st, Hint: h, Conn: conn}); err != nil {
 		return err
 	}
-	if typ := e.ipamOf(conf, st); typ != "" {
-		return ipam.Delegate{Type: typ, Config: args.StdinData}.Check(ctx, keyOf(args))
+	if d := e.ipamFor(conf, st, args.StdinData, rec.Leases); d.Type != "" {
+		return d.Check(ctx, keyOf(args))
 	}
 	return nil
 }
@@ -427,8 +435,8 @@ func (e *Engine[C, S]) Status(args *skel.CmdArgs) error {
 	if err = WritableDir("state dir", conf.Common().StateDir); err != nil {
 		return err
 	}
-	if typ := e.ipamOf(conf, nil); typ != "" {
-		return IPAMReady(ctx, ipam.Delegate{Type: typ, Config: args.StdinData})
+	if d := e.ipamFor(conf, nil, args.StdinData, nil); d.Type != "" {
+		return IPAMReady(ctx, d)
 	}
 	return nil
 }

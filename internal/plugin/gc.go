@@ -11,7 +11,6 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/vmcni/vmcni/internal/cnierr"
-	"github.com/vmcni/vmcni/internal/ipam"
 	"github.com/vmcni/vmcni/internal/logging"
 	"github.com/vmcni/vmcni/internal/store"
 )
@@ -94,8 +93,8 @@ func (e *Engine[C, S]) GC(args *skel.CmdArgs) error {
 	if e.spec.Sweep != nil {
 		errs = append(errs, e.spec.Sweep(ctx, &Collection[C]{Conf: conf, Valid: valid, Store: st, Log: log, Conn: conn}))
 	}
-	if typ := e.ipamOf(conf, nil); typ != "" {
-		errs = append(errs, ipam.Delegate{Type: typ, Config: args.StdinData}.GC(ctx))
+	if d := e.ipamFor(conf, nil, args.StdinData, nil); d.Type != "" {
+		errs = append(errs, d.GC(ctx))
 	}
 	return errors.Join(errs...)
 }

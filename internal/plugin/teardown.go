@@ -30,8 +30,10 @@ type Teardown[C Config, S any] struct {
 
 	// netnsGone: Key.Netns no longer names the pod's namespace.
 	netnsGone bool
-	mu        sync.Mutex // guards errs
-	errs      []error
+	// leases are the record's in-process IPAM leases (nil: unknown).
+	leases []string
+	mu     sync.Mutex // guards errs
+	errs   []error
 }
 
 // PodNetns is the pod's namespace to enter: Key.Netns, or "" when the

@@ -53,6 +53,10 @@ type Record struct {
 	State json.RawMessage `json:"state,omitempty"`
 	// Hint reports whether ADD wrote a hint file (package hint).
 	Hint bool `json:"hint,omitempty"`
+	// Leases are the addresses the in-process host-local leased to the
+	// attachment (internal/ipam); nil when unknown (IPAM run as a binary,
+	// or ADD stopped before its last save): DEL then scans the leases.
+	Leases []string `json:"leases,omitempty"`
 	// DeviceInfoFile is the NPWG device-info file ADD wrote, if any.
 	DeviceInfoFile string    `json:"deviceInfoFile,omitempty"`
 	Complete       bool      `json:"complete"`
@@ -197,7 +201,7 @@ func (s *Store) Unreadable() ([]string, error) {
 // CollectOrphans removes what an ADD killed before its first record
 // leaves when the runtime never sends the DEL: the temporary file of that
 // record's write, and the attachment's lock file, for attachments that
-// are neither valid nor recorded. Each attachment is locked first, so a
+// are neither valid nor recorded, and the lock directory once empty. Each attachment is locked first, so a
 // command in progress finishes before anything of it goes.
 func (s *Store) CollectOrphans(valid map[types.GCAttachment]bool) error {
 	seen := map[types.GCAttachment]bool{}
@@ -218,6 +222,9 @@ func (s *Store) CollectOrphans(valid map[types.GCAttachment]bool) error {
 		}
 		errs = append(errs, s.collectOrphan(a.ContainerID, a.IfName))
 	}
+	// The lock directory an ADD killed before its lock file left empty
+	// (LockFile starts again when a holder removes the directory under it).
+	_ = os.Remove(filepath.Join(s.Dir, ".locks"))
 	return errors.Join(errs...)
 }
 
