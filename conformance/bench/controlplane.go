@@ -5,6 +5,10 @@ import (
 	"time"
 )
 
+// ExecIPAMScenario is vm-bridge with the host-local binary (ipamExec)
+// instead of the in-process host-local: what the in-process IPAM saves.
+const ExecIPAMScenario = "vm-bridge tcfilter, host-local binary"
+
 // Scenario is one way of giving a pod its VM-ready network.
 type Scenario struct {
 	Name      string
@@ -33,6 +37,11 @@ func (e *Env) Scenarios() []Scenario {
 			{list: e.conflist("bench-vm-"+mode, e.vmBridge(mode)), ifName: "eth0"},
 		}})
 	}
+	execIPAM := e.vmBridge("tcfilter")
+	execIPAM["ipamExec"] = true
+	out = append(out, Scenario{Name: ExecIPAMScenario, nets: []network{
+		{list: e.conflist("bench-vm-exec", execIPAM), ifName: "eth0"},
+	}})
 	for _, mode := range []string{"tcfilter", "bridge", "macvtap"} {
 		out = append(out, Scenario{Name: "ref bridge → vm-bridge " + mode, nets: []network{
 			{list: e.conflist("bench-ch-"+mode, e.refBridgePlugin(), e.chainedVMBridge(mode)), ifName: "eth0"},

@@ -2,10 +2,15 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
 )
 
 // ScaleResult is one concurrency level: N ADDs at once, then N DELs.
@@ -14,13 +19,29 @@ type ScaleResult struct {
 	AddWall, DelWall  time.Duration
 	Add, Del          Sample
 	AddFails, DelFail int
+	// HostLocalExecs ADDs of the host-local binary ran on the same range
+	// at the same time (other plugins sharing it); HostLocalFails failed.
+	HostLocalExecs, HostLocalFails int
+	// Duplicates counts addresses handed out twice among all the ADDs.
+	Duplicates int
 }
 
 // Scale runs, for each level, that many concurrent ADDs of vm-bridge
-// (tcfilter, standalone, one host bridge), then as many concurrent DELs.
+// (tcfilter, standalone, one host bridge) and as many ADDs of the
+// host-local binary on the same range (as another plugin sharing it
+// would), then as many concurrent DELs of each, and counts addresses
+// handed out twice.
 func (e *Env) Scale(ctx context.Context, levels []int) []ScaleResult {
 	cni := e.cni()
-	nets := []network{{list: e.conflist("bench-scale", e.vmBridge("tcfilter")), ifName: "eth0"}}
+	vmb := e.vmBridge("tcfilter")
+	nets := []network{{list: e.conflist("bench-scale", vmb), ifName: "eth0"}}
+	hostLocalStdin := mustJSON(map[string]any{"cniVersion": "1.1.0", "name": "bench-scale", "ipam": vmb["ipam"]})
+	hostLocal := func(cmd string, i int) ([]byte, error) {
+		out, _, err := e.execPlugin(ctx, filepath.Join(e.BinDir, "host-local"), []string{"CNI_COMMAND=" + cmd,
+			fmt.Sprintf("CNI_CONTAINERID=bench-hl-%d", i), "CNI_NETNS=/var/run/netns/none", "CNI_IFNAME=eth0",
+			"CNI_PATH=" + e.BinDir}, hostLocalStdin)
+		return out, err
+	}
 	var out []ScaleResult
 	for _, n := range levels {
 		r := ScaleResult{Concurrency: n}
@@ -57,8 +78,59 @@ func (e *Env) Scale(ctx context.Context, levels []int) []ScaleResult {
 			wg.Wait()
 			return time.Since(start), samples, fails
 		}
-		r.AddWall, r.Add, r.AddFails = run(func(p *pod) error { return e.add(ctx, cni, p, nets) })
+		var mu sync.Mutex
+		var ips []string
+		record := func(res types.Result) {
+			if cur, err := current.NewResultFromResult(res); err == nil {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, ip := range cur.IPs {
+					ips = append(ips, ip.Address.IP.String())
+				}
+			}
+		}
+		var hl sync.WaitGroup
+		r.HostLocalExecs = n
+		for i := range n {
+			hl.Add(1)
+			go func() {
+				defer hl.Done()
+				out, err := hostLocal("ADD", i)
+				var res current.Result
+				if err == nil {
+					err = json.Unmarshal(out, &res)
+				}
+				if err != nil {
+					mu.Lock()
+					r.HostLocalFails++
+					mu.Unlock()
+					e.Log("scale %d: host-local: %v", n, err)
+					return
+				}
+				record(&res)
+			}()
+		}
+		r.AddWall, r.Add, r.AddFails = run(func(p *pod) error {
+			res, err := cni.AddNetworkList(ctx, nets[0].list, p.runtime(nets[0].ifName))
+			if err == nil {
+				record(res)
+			}
+			return err
+		})
+		hl.Wait()
+		seen := map[string]bool{}
+		for _, ip := range ips {
+			if seen[ip] {
+				r.Duplicates++
+			}
+			seen[ip] = true
+		}
 		r.DelWall, r.Del, r.DelFail = run(func(p *pod) error { return e.del(ctx, cni, p, nets) })
+		for i := range n {
+			if _, err := hostLocal("DEL", i); err != nil {
+				e.Log("scale %d: host-local DEL: %v", n, err)
+			}
+		}
 		r.AddFails += n - len(pods)
 		for _, p := range pods {
 			p.remove()
