@@ -2,7 +2,6 @@ package ipam
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -46,7 +45,8 @@ const defaultDataDir = "/var/lib/cni/networks"
 //     directory as host-local does.
 //
 // GC, which the host-local binary does not implement, removes the leases
-// of attachments not in cni.dev/valid-attachments.
+// of attachments not valid (cni.dev/valid-attachments, or the older
+// cni.dev/attachments, as the engine reads them).
 type hostLocal struct {
 	conf  *allocator.IPAMConfig
 	dir   string // <dataDir>/<network>
@@ -172,19 +172,12 @@ func (h *hostLocal) check(a Attachment, leases []string) error {
 	return nil
 }
 
-// gc removes the leases of attachments not in the config's
-// cni.dev/valid-attachments.
-func (h *hostLocal) gc(config []byte) error {
-	var conf struct {
-		Valid []types.GCAttachment `json:"cni.dev/valid-attachments"`
-	}
-	if err := json.Unmarshal(config, &conf); err != nil {
-		return err
-	}
-	valid := map[string]bool{}
-	for _, v := range conf.Valid {
-		valid[owner(Attachment{ContainerID: v.ContainerID, IfName: v.IfName})] = true
-		valid[strings.TrimSpace(v.ContainerID)] = true // host-local's pre-ifname leases
+// gc removes the leases of attachments not in valid.
+func (h *hostLocal) gc(valid map[types.GCAttachment]bool) error {
+	owners := map[string]bool{}
+	for v := range valid {
+		owners[owner(Attachment{ContainerID: v.ContainerID, IfName: v.IfName})] = true
+		owners[strings.TrimSpace(v.ContainerID)] = true // host-local's pre-ifname leases
 	}
 	if err := h.store.Lock(); err != nil {
 		return err
@@ -205,7 +198,7 @@ func (h *hostLocal) gc(config []byte) error {
 			continue // the lock, last_reserved_ip.*
 		}
 		data, err := os.ReadFile(path)
-		if err != nil || valid[strings.TrimSpace(string(data))] {
+		if err != nil || owners[strings.TrimSpace(string(data))] {
 			continue
 		}
 		errs = append(errs, removeMissingOK(path))

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/internal/ipam"
@@ -228,12 +229,7 @@ func TestHostLocalGC(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, ".vmcni-lease-123"), []byte("c9\r\neth0"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var conf map[string]any
-	_ = json.Unmarshal(in.Config, &conf)
-	conf["cni.dev/valid-attachments"] = []map[string]string{{"containerID": "c2", "ifname": "eth0"}}
-	gc := in
-	gc.Config, _ = json.Marshal(conf)
-	if err := gc.GC(ctx); err != nil {
+	if err := in.GC(ctx, map[types.GCAttachment]bool{{ContainerID: "c2", IfName: "eth0"}: true}); err != nil {
 		t.Fatal(err)
 	}
 	if got := leaseFiles(t, dir); !maps.Equal(got, map[string]string{"10.81.0.3": "c2\r\neth0"}) {

@@ -150,10 +150,11 @@ func (d Delegate) Check(ctx context.Context, a Attachment) error {
 	return nil
 }
 
-// GC forwards GC (Config carries cni.dev/valid-attachments).
-func (d Delegate) GC(ctx context.Context) error {
+// GC forwards GC (Config carries the valid attachments; valid is the
+// caller's reading of them, which the in-process host-local uses).
+func (d Delegate) GC(ctx context.Context, valid map[types.GCAttachment]bool) error {
 	if d.InProcess() {
-		if err := d.inProcess(Attachment{}, func(h *hostLocal) error { return h.gc(d.Config) }); err != nil {
+		if err := d.inProcess(Attachment{}, func(h *hostLocal) error { return h.gc(valid) }); err != nil {
 			return fmt.Errorf("IPAM %q GC: %w", d.Type, err)
 		}
 		return nil

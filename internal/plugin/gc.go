@@ -94,7 +94,7 @@ func (e *Engine[C, S]) GC(args *skel.CmdArgs) error {
 		errs = append(errs, e.spec.Sweep(ctx, &Collection[C]{Conf: conf, Valid: valid, Store: st, Log: log, Conn: conn}))
 	}
 	if d := e.ipamFor(conf, nil, args.StdinData, nil); d.Type != "" {
-		errs = append(errs, d.GC(ctx))
+		errs = append(errs, d.GC(ctx, valid))
 	}
 	return errors.Join(errs...)
 }
