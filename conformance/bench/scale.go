@@ -80,12 +80,18 @@ func (e *Env) Scale(ctx context.Context, levels []int) []ScaleResult {
 		}
 		var mu sync.Mutex
 		var ips []string
+		// record keeps one ADD's addresses (vm-bridge's result lists the
+		// pod's address again on the VM pseudo-interface: once per ADD).
 		record := func(res types.Result) {
 			if cur, err := current.NewResultFromResult(res); err == nil {
 				mu.Lock()
 				defer mu.Unlock()
+				own := map[string]bool{}
 				for _, ip := range cur.IPs {
-					ips = append(ips, ip.Address.IP.String())
+					if a := ip.Address.IP.String(); !own[a] {
+						own[a] = true
+						ips = append(ips, a)
+					}
 				}
 			}
 		}
