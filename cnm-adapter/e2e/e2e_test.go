@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/vmcni/vmcni/cnm-adapter/internal/hostcheck"
-	"github.com/vmcni/vmcni/cnm-adapter/state"
 	"github.com/vmcni/vmcni/internal/testutil"
 )
 
@@ -283,6 +282,21 @@ func (e *env) ping(from, to string) {
 	e.t.Fatalf("%s cannot ping %s: %v\n%s\nin the container:\n%s\nadapter log:\n%s", from, to, err, out, diag, tail(adapterLog))
 }
 
+// vmBridgeNetwork creates a vm-bridge (tcfilter) network on the adapter,
+// with the adapter's IPAM, on a random /24 of 10.<second>.0.0/16 and a
+// bridge of its own; the network is removed at cleanup (after the
+// containers of cleanups registered later).
+func (e *env) vmBridgeNetwork(second int) (netName, bridge, gateway string) {
+	subnet := fmt.Sprintf("10.%d.%d.0/24", second, 100+rand.IntN(150))
+	gateway = strings.TrimSuffix(subnet, "0/24") + "1"
+	bridge = testutil.UniqueName("vmct")
+	netName = e.name + "n"
+	e.docker("network", "create", "-d", e.name, "--ipam-driver", e.name, "--subnet", subnet,
+		"-o", "plugin=vm-bridge", "-o", "mode=tcfilter", "-o", "bridge="+bridge, netName)
+	e.t.Cleanup(func() { _, _ = e.dockerErr("network", "rm", netName) })
+	return netName, bridge, gateway
+}
+
 // TestDockerEndToEnd: network create (vmcni driver and vmcni IPAM), three
 // containers, the adapter SIGKILLed (containers keep working), restarted
 // (reconciliation keeps live endpoints), two more containers, all five
@@ -295,18 +309,12 @@ func TestDockerEndToEnd(t *testing.T) {
 	e.startAdapter()
 	before := testutil.TakeSnapshot(t, e.dirs)
 
-	subnet := fmt.Sprintf("10.213.%d.0/24", 100+rand.IntN(150))
-	gateway := strings.TrimSuffix(subnet, "0/24") + "1"
-	bridge := testutil.UniqueName("vmct")
-	netName := e.name + "n"
-	e.docker("network", "create", "-d", e.name, "--ipam-driver", e.name, "--subnet", subnet,
-		"-o", "plugin=vm-bridge", "-o", "mode=tcfilter", "-o", "bridge="+bridge, netName)
+	netName, bridge, gateway := e.vmBridgeNetwork(213)
 	var containers []string
 	t.Cleanup(func() {
 		for _, c := range containers {
 			_, _ = e.dockerErr("rm", "-f", c)
 		}
-		_, _ = e.dockerErr("network", "rm", netName)
 	})
 	run := func(i int) {
 		c := fmt.Sprintf("%sc%d", e.name, i)
@@ -338,8 +346,8 @@ func TestDockerEndToEnd(t *testing.T) {
 			srcNames["vmct"+ep[:11]] = true
 		}
 		ips[c] = e.ip(c)
-		if !strings.HasPrefix(ips[c], strings.TrimSuffix(subnet, "0/24")) {
-			t.Fatalf("%s has address %q, not in %s", c, ips[c], subnet)
+		if prefix := strings.TrimSuffix(gateway, "1"); !strings.HasPrefix(ips[c], prefix) {
+			t.Fatalf("%s has address %q, not in %s0/24", c, ips[c], prefix)
 		}
 	}
 	for i, c := range containers {
@@ -360,12 +368,5 @@ func TestDockerEndToEnd(t *testing.T) {
 	e.docker("network", "rm", netName)
 	e.stopAdapter()
 	hostcheck.AssertSameHost(t, before, e.dirs, func(name string) bool { return srcNames[name] })
-	st, err := state.Open(filepath.Join(e.stateDir, "state.db"), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	if c, cerr := st.Count(); cerr != nil || !c.Empty() {
-		t.Fatalf("adapter state not empty: %+v %v", c, cerr)
-	}
+	e.assertStateEmpty()
 }

@@ -157,18 +157,12 @@ func TestJoinLeaveUnderSIGKILL(t *testing.T) {
 	stopProber := e.startProber(filepath.Join(pluginDir, e.name+".sock"))
 	before := testutil.TakeSnapshot(t, e.dirs)
 
-	subnet := fmt.Sprintf("10.214.%d.0/24", 100+rand.IntN(150))
-	gateway := strings.TrimSuffix(subnet, "0/24") + "1"
-	bridge := testutil.UniqueName("vmct")
-	netName := e.name + "n"
-	e.docker("network", "create", "-d", e.name, "--ipam-driver", e.name, "--subnet", subnet,
-		"-o", "plugin=vm-bridge", "-o", "mode=tcfilter", "-o", "bridge="+bridge, netName)
+	netName, bridge, gateway := e.vmBridgeNetwork(214)
 	containers := make([]string, 4)
 	t.Cleanup(func() {
 		for _, c := range containers {
 			_, _ = e.dockerErr("rm", "-f", c)
 		}
-		_, _ = e.dockerErr("network", "rm", netName)
 	})
 	for i := range containers {
 		containers[i] = fmt.Sprintf("%sc%d", e.name, i)
