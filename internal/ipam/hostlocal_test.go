@@ -24,15 +24,12 @@ const network = "vmct-hl"
 
 // hostLocal returns the in-process and binary delegates of one host-local
 // range in a fresh data dir, and the range's lease directory.
-func hostLocal(t *testing.T, subnet string, extra map[string]any) (in, bin ipam.Delegate, dir string) {
+func hostLocal(t *testing.T, subnet string) (in, bin ipam.Delegate, dir string) {
 	t.Setenv("CNI_PATH", testutil.Binaries(t))
 	data := t.TempDir()
 	ipamConf := map[string]any{"type": "host-local", "dataDir": data,
 		"ranges": [][]map[string]string{{{"subnet": subnet}}}, "routes": []map[string]string{{"dst": "0.0.0.0/0"}}}
 	conf := map[string]any{"cniVersion": "1.1.0", "name": network, "type": "vm-bridge", "ipam": ipamConf}
-	for k, v := range extra {
-		conf[k] = v
-	}
 	raw, err := json.Marshal(conf)
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +67,7 @@ func leaseFiles(t *testing.T, dir string) map[string]string {
 // last_reserved_ip), write the same lease format, give results of the same
 // shape, and each releases and checks the other's leases.
 func TestHostLocalSharesLeasesWithTheBinary(t *testing.T) {
-	in, bin, dir := hostLocal(t, "10.77.0.0/24", nil)
+	in, bin, dir := hostLocal(t, "10.77.0.0/24")
 	ctx := context.Background()
 	r1, err := in.Add(ctx, key("c1"))
 	if err != nil {
@@ -128,7 +125,7 @@ func TestHostLocalSharesLeasesWithTheBinary(t *testing.T) {
 // distinct addresses, each lease naming its owner; then the same mix of
 // DELs leaves no lease.
 func TestHostLocalConcurrentWithBinary(t *testing.T) {
-	in, bin, dir := hostLocal(t, "10.78.0.0/24", nil)
+	in, bin, dir := hostLocal(t, "10.78.0.0/24")
 	const n = 200
 	results := make([]*current.Result, n)
 	run(t, n, func(i int) (err error) {
@@ -182,7 +179,7 @@ func run(t *testing.T, n int, fn func(int) error) {
 // TestHostLocalDelKeepsOthersLeases: DEL given leases that now belong to
 // another attachment (released and re-leased meanwhile) leaves them.
 func TestHostLocalDelKeepsOthersLeases(t *testing.T) {
-	in, _, dir := hostLocal(t, "10.79.0.0/24", nil)
+	in, _, dir := hostLocal(t, "10.79.0.0/24")
 	ctx := context.Background()
 	r, err := in.Add(ctx, key("other"))
 	if err != nil {
@@ -201,7 +198,7 @@ func TestHostLocalDelKeepsOthersLeases(t *testing.T) {
 // TestHostLocalRequestedIP: an address asked for in CNI_ARGS (IP=) is
 // leased, and asking for it again fails.
 func TestHostLocalRequestedIP(t *testing.T) {
-	in, _, _ := hostLocal(t, "10.80.0.0/24", nil)
+	in, _, _ := hostLocal(t, "10.80.0.0/24")
 	ctx := context.Background()
 	a := key("c1")
 	a.Args = "IP=10.80.0.77"
@@ -219,7 +216,7 @@ func TestHostLocalRequestedIP(t *testing.T) {
 // last_reserved_ip, and removes the others' and a temporary file a killed
 // ADD left.
 func TestHostLocalGC(t *testing.T) {
-	in, _, dir := hostLocal(t, "10.81.0.0/24", nil)
+	in, _, dir := hostLocal(t, "10.81.0.0/24")
 	ctx := context.Background()
 	for _, id := range []string{"c1", "c2", "c3"} {
 		if _, err := in.Add(ctx, key(id)); err != nil {
