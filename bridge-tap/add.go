@@ -43,7 +43,9 @@ func (a *addition) startIPAM(ctx context.Context) {
 	})
 	go func() {
 		defer close(p.done)
-		p.res, p.err = a.IPAM().Add(ctx, a.Key())
+		if p.err = a.Durable(); p.err == nil { // leases outlive a reboot
+			p.res, p.err = a.IPAM().Add(ctx, a.Key())
+		}
 	}()
 }
 
@@ -59,7 +61,8 @@ func add(ctx context.Context, pa *plugin.Addition[*NetConf, state]) (plugin.Outc
 		Bridge:  conf.Bridge,
 		Group:   groupFor(args.IfName),
 	}}
-	if err := a.Begin(a.st); err != nil {
+	// The links vanish with a reboot: they are made while the record syncs.
+	if err := a.BeginDeferSync(a.st); err != nil {
 		return plugin.Outcome{}, err
 	}
 	out, err := a.run(ctx)

@@ -114,6 +114,7 @@ func (a *addition) createTap(ctx context.Context, mtu int) (netlink.Link, error)
 		tap, err = link.CreateTap(ctx, link.Tap{
 			Name: name, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
 			Owner: conf.TapOwner, Group: conf.TapGroup, MTU: mtu,
+			LinkGroup: a.st.Group, Alias: a.deviceAlias(),
 		})
 		if errors.Is(err, syscall.EBUSY) { // IFF_TUN_EXCL: the name is taken
 			ours = false
@@ -122,20 +123,21 @@ func (a *addition) createTap(ctx context.Context, mtu int) (netlink.Link, error)
 			return err
 		}
 		a.tapMAC = tap.Attrs().HardwareAddr.String()
-		return a.markDevice(tap)
+		return nil
 	})
 	return tap, err
 }
 
 // markDevice puts a VM device in the attachment's link group (DEL deletes
-// the group in one batch) and gives it the vmcni alias carrying the guest
-// MAC and queues, for runtimes that scan the netns instead of reading the
-// result.
+// the group in one batch) and gives it the vmcni alias (deviceAlias).
 func (a *addition) markDevice(l netlink.Link) error {
-	if err := link.SetGroup(l, a.st.Group); err != nil {
-		return err
-	}
-	return link.SetAlias(l, hint.DeviceAlias{GuestMAC: a.st.GuestMAC, Queues: a.Conf.Queues}.String())
+	return link.Apply(l, link.Settings{Group: a.st.Group, Alias: a.deviceAlias()})
+}
+
+// deviceAlias is the alias of a VM device: it carries the guest MAC and
+// queues, for runtimes that scan the netns instead of reading the result.
+func (a *addition) deviceAlias() string {
+	return hint.DeviceAlias{GuestMAC: a.st.GuestMAC, Queues: a.Conf.Queues}.String()
 }
 
 // inNetnsIfExists is inNetns for undo/DEL steps: a vanished netns took its

@@ -54,7 +54,7 @@ func (a *addition) createPodInterface(ctx context.Context) error {
 	}, func() error {
 		host, err := link.CreateVeth(ctx, link.Veth{
 			HostName: names.HostVeth, PeerName: names.Pod, PeerNetnsFd: int(podNS.Fd()),
-			MTU: mtu, PeerMAC: conf.GuestMAC(),
+			MTU: mtu, PeerMAC: conf.GuestMAC(), MasterIndex: br.Attrs().Index,
 		})
 		if errors.Is(err, syscall.EEXIST) {
 			ours = false
@@ -62,30 +62,20 @@ func (a *addition) createPodInterface(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return a.plugVeth(host, br)
+		return a.keepHostLinks(host)
 	})
 }
 
-// plugVeth enslaves the host end to the bridge and puts the pod end in the
-// attachment's link group, so DEL takes it (and its host peer) in the same
-// batch as the VM device.
-func (a *addition) plugVeth(host netlink.Link, br *netlink.Bridge) error {
-	if err := link.SetMaster(host, br); err != nil {
-		return err
-	}
-	// re-read: a new bridge takes its MAC from its first port
+// keepHostLinks keeps the bridge, as it is now, and the host end for the
+// result: a bridge that was there before may have taken its MAC from its
+// new port.
+func (a *addition) keepHostLinks(host netlink.Link) error {
 	current, err := link.ByName(a.Conf.Bridge)
 	if err != nil {
 		return err
 	}
 	a.hostLinks = []netlink.Link{current, host}
-	return netns.Do(a.Args.Netns, func() error {
-		pod, err := link.ByName(a.st.Names.Pod)
-		if err != nil {
-			return err
-		}
-		return link.SetGroup(pod, a.st.Group)
-	})
+	return nil
 }
 
 // configurePodInterface waits for the IPAM result, builds the CNI result
@@ -117,7 +107,18 @@ func (a *addition) configurePodInterface() (*current.Result, int, error) {
 		res.DNS = conf.DNS
 	}
 	err := a.Do("addresses", nil, func() error {
-		return netns.Do(args.Netns, func() error { return ipam.ConfigureIface(names.Pod, res) })
+		return netns.Do(args.Netns, func() error {
+			// In the attachment's link group, DEL takes the pod end (and
+			// its host peer) in the VM device's batch.
+			pod, err := link.ByName(names.Pod)
+			if err == nil {
+				err = link.SetGroup(pod, a.st.Group)
+			}
+			if err != nil {
+				return err
+			}
+			return ipam.ConfigureIface(names.Pod, res)
+		})
 	})
 	if err != nil {
 		return nil, -1, err

@@ -77,6 +77,8 @@ func (r *Report) WriteMarkdown(w io.Writer, plot string) {
 		fmt.Fprintf(w, "The exec floor is one VERSION exec of vm-bridge (%s ms p50): no ADD can take less.\n", ms(floor))
 	}
 	fmt.Fprintln(w, "vm-bridge runs host-local in-process unless `ipamExec` (the \"host-local binary\" row).")
+	fmt.Fprintf(w, "Each sample runs in a new pod netns; the next starts %s after it is deleted, so the kernel's\n", settleTime)
+	fmt.Fprintln(w, "background netns cleanup does not land in it (growth samples too).")
 
 	if len(r.Scale) > 0 {
 		fmt.Fprintln(w, "\n## Scale (vm-bridge tcfilter, one host bridge, all at once)")

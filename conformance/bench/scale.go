@@ -217,7 +217,7 @@ func (e *Env) timedAdd(ctx context.Context, cni *libcni.CNIConfig, nets []networ
 	if err != nil {
 		return 0, false
 	}
-	defer p.remove()
+	defer func() { p.remove(); settle() }()
 	t0 := time.Now()
 	err = e.add(ctx, cni, p, nets)
 	d := time.Since(t0)

@@ -31,9 +31,12 @@ type Veth struct {
 	PeerMAC net.HardwareAddr
 	// HostMAC (optional) is the host end's MAC.
 	HostMAC net.HardwareAddr
+	// MasterIndex (optional) is the bridge the host end joins.
+	MasterIndex int
 }
 
-// CreateVeth creates the pair and brings the host end up. The peer stays
+// CreateVeth creates the pair, with the host end up and in its master,
+// in one request. The peer stays
 // down; configure it from inside its namespace. An error after the pair
 // exists leaves it in place (delete it by name).
 func CreateVeth(ctx context.Context, v Veth) (netlink.Link, error) {
@@ -41,6 +44,8 @@ func CreateVeth(ctx context.Context, v Veth) (netlink.Link, error) {
 	attrs.Name = v.HostName
 	attrs.MTU = v.MTU
 	attrs.HardwareAddr = v.HostMAC
+	attrs.MasterIndex = v.MasterIndex
+	attrs.Flags = net.FlagUp
 	veth := &netlink.Veth{
 		LinkAttrs:        attrs,
 		PeerName:         v.PeerName,
@@ -54,11 +59,7 @@ func CreateVeth(ctx context.Context, v Veth) (netlink.Link, error) {
 	if err := created(ctx, v.HostName); err != nil {
 		return nil, err
 	}
-	host, err := ByName(v.HostName)
-	if err != nil {
-		return nil, err
-	}
-	return host, SetUp(host)
+	return ByName(v.HostName)
 }
 
 // EnsureBridge returns the bridge called name, creating it (up, with mtu) if
@@ -115,6 +116,9 @@ type Tap struct {
 	Owner, Group *uint32
 	MTU          int
 	MAC          net.HardwareAddr
+	// LinkGroup and Alias (optional) are the tap's link group and alias.
+	LinkGroup uint32
+	Alias     string
 }
 
 // Flags returns the TUNSETIFF flags a VMM must use to open the tap.
@@ -130,7 +134,7 @@ func (t Tap) Flags() netlink.TuntapFlag {
 }
 
 // CreateTap creates the tap, persistent, with no process attached, sets its
-// MTU and MAC and brings it up. It acts in the calling thread's netns (the
+// MTU, MAC, link group and alias and brings it up. It acts in the calling thread's netns (the
 // tun driver uses the opener's namespace). The owner and group are only set
 // when given (netlink's Tuntap always sets them, to root when unset). An
 // existing link of that name is an error (IFF_TUN_EXCL): it is not ours.
@@ -146,10 +150,17 @@ func CreateTap(ctx context.Context, t Tap) (netlink.Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := configure(l, t.MTU, t.MAC); err != nil {
+	set := Settings{MAC: t.MAC, Group: t.LinkGroup, Alias: t.Alias, Up: true}
+	if t.MTU != l.Attrs().MTU {
+		set.MTU = t.MTU
+	}
+	if err := Apply(l, set); err != nil {
 		return l, err
 	}
-	return l, SetUp(l)
+	if t.MAC != nil {
+		l.Attrs().HardwareAddr = t.MAC
+	}
+	return l, nil
 }
 
 func createPersistentTap(t Tap) error {
@@ -178,18 +189,6 @@ func createPersistentTap(t Tap) error {
 	}
 	if err := unix.IoctlSetInt(fd, unix.TUNSETPERSIST, 1); err != nil {
 		return fmt.Errorf("TUNSETPERSIST: %w", err)
-	}
-	return nil
-}
-
-func configure(l netlink.Link, mtu int, mac net.HardwareAddr) error {
-	if mtu > 0 && l.Attrs().MTU != mtu {
-		if err := SetMTU(l, mtu); err != nil {
-			return err
-		}
-	}
-	if mac != nil {
-		return SetMAC(l, mac)
 	}
 	return nil
 }

@@ -35,6 +35,10 @@ type Addition[C Config, S any] struct {
 	rec    *store.Record
 	undo   undo.Stack
 	held   []func()
+	// synced is closed once the first record is durable (BeginDeferSync),
+	// with syncErr set; nil after Begin.
+	synced  chan struct{}
+	syncErr error
 }
 
 // RecoverInterrupted runs before an ADD touches anything: a complete record
@@ -56,6 +60,48 @@ func RecoverInterrupted(st *store.Store, args *skel.CmdArgs, log *slog.Logger, t
 // before the first side effect, with st naming everything the steps may
 // create. Its undo deletes the record.
 func (a *Addition[C, S]) Begin(st *S) error {
+	a.newRecord(st)
+	return a.Claim("record", a.deleteRecord, a.Save)
+}
+
+// BeginDeferSync is Begin for an ADD whose first side effects vanish with
+// a reboot (links, qdiscs, in the pod netns or not): the record is in
+// place when it returns, so a kill from then on is recovered as after
+// Begin, and its fsyncs run while those side effects are made. Call
+// Durable before anything that outlives a reboot (a lease, a file, an
+// OVS port); Allocate, Save and the end of ADD do.
+func (a *Addition[C, S]) BeginDeferSync(st *S) error {
+	a.newRecord(st)
+	return a.Claim("record", a.deleteRecord, func() error {
+		if err := a.encodeState(); err != nil {
+			return err
+		}
+		sync, err := a.store.PutDeferSync(a.rec)
+		if err != nil {
+			return err
+		}
+		a.synced = make(chan struct{})
+		go func() {
+			defer close(a.synced)
+			a.syncErr = sync()
+		}()
+		return nil
+	})
+}
+
+// Durable waits until the record BeginDeferSync wrote is on disk.
+func (a *Addition[C, S]) Durable() error {
+	if a.synced == nil {
+		return nil
+	}
+	<-a.synced
+	if a.syncErr != nil {
+		return fmt.Errorf("sync attachment record: %w", a.syncErr)
+	}
+	return nil
+}
+
+func (a *Addition[C, S]) newRecord(st *S) {
 	c := a.Conf.Common()
 	a.State = st
 	a.rec = &store.Record{
@@ -63,7 +109,10 @@ func (a *Addition[C, S]) Begin(st *S) error {
 		IfName: a.Args.IfName, Netns: a.Args.Netns, Config: c.Raw, Args: a.Args.Args,
 	}
 	a.rec.NetnsID, _ = netns.Identity(a.Args.Netns)
-	return a.Claim("record", func() error { return a.store.Delete(a.Args.ContainerID, a.Args.IfName) }, a.Save)
+}
+
+func (a *Addition[C, S]) deleteRecord() error {
+	return a.store.Delete(a.Args.ContainerID, a.Args.IfName)
 }
 
 // Claim is Do for a step that takes a resource (the record, a device's
@@ -78,16 +127,24 @@ func (a *Addition[C, S]) Claim(step string, release func() error, take func() er
 	return a.Step(step)
 }
 
-// Save rewrites the record with the current State.
+// Save rewrites the record with the current State, once the previous one
+// is durable.
 func (a *Addition[C, S]) Save() error {
 	if a.rec == nil {
 		return errors.New("plugin: Save before Begin")
 	}
-	var err error
-	if a.rec.State, err = json.Marshal(a.State); err != nil {
+	if err := a.Durable(); err != nil {
+		return err
+	}
+	if err := a.encodeState(); err != nil {
 		return err
 	}
 	return a.store.Put(a.rec)
+}
+
+func (a *Addition[C, S]) encodeState() (err error) {
+	a.rec.State, err = json.Marshal(a.State)
+	return err
 }
 
 // Do runs one step of ADD: it registers undo first (so a step that fails
@@ -158,6 +215,9 @@ func (a *Addition[C, S]) Allocate(ctx context.Context) (*current.Result, error) 
 	if d.Type == "" {
 		return &current.Result{CNIVersion: current.ImplementedSpecVersion}, nil
 	}
+	if err := a.Durable(); err != nil { // leases outlive a reboot
+		return nil, err
+	}
 	var res *current.Result
 	err := a.Claim("ipam", func() error {
 		if res != nil && d.InProcess() {
@@ -195,6 +255,9 @@ func (a *Addition[C, S]) run(ctx context.Context) (*current.Result, error) {
 // publish completes the hint, writes the device-info file (when asked)
 // and the hint file, and appends the hint to the result.
 func (a *Addition[C, S]) publish(h *hint.Hint, out Outcome) error {
+	if err := a.Durable(); err != nil { // the hint file outlives a reboot
+		return err
+	}
 	c := a.Conf.Common()
 	h.HintVersion, h.Plugin, h.Network = hint.Version, a.engine.spec.Name, c.Name
 	h.ContainerID, h.IfName = a.Args.ContainerID, a.Args.IfName
@@ -232,6 +295,7 @@ func (a *Addition[C, S]) publish(h *hint.Hint, out Outcome) error {
 // attachment, as a crash would — and returns err joined with the
 // rollback's errors. Held resources are released last.
 func (a *Addition[C, S]) conclude(err error) error {
+	err = errors.Join(err, a.Durable()) // (a failed sync fails the ADD)
 	defer func() {
 		for i := len(a.held) - 1; i >= 0; i-- {
 			a.held[i]()

@@ -11,8 +11,12 @@
 // Layout: <stateDir>/<containerID>/<ifName>/record.json, next to the hint
 // file of package hint. Writes are atomic and durable (hint.WriteFileDurable:
 // temp file, fsync, rename, and fsync of the directory for a new record):
-// after a crash a record is the old one or the new one, never empty. Lock
-// serialises commands on one attachment across processes with flock(2).
+// after a crash a record is the old one or the new one, never empty. The
+// one exception is PutDeferSync, for an ADD's first record when the side
+// effects made before its sync vanish with a reboot anyway: a power loss
+// in that window may leave it empty, which List skips and GC reports
+// (Unreadable) and DEL treats as no record. Lock serialises commands on
+// one attachment across processes with flock(2).
 package store
 
 import (
@@ -80,22 +84,42 @@ func (s *Store) path(containerID, ifName string) string {
 	return filepath.Join(hint.AttachmentDir(s.Dir, containerID, ifName), recordFile)
 }
 
-// Put writes rec atomically.
+// Put writes rec atomically and durably.
 func (s *Store) Put(rec *Record) error {
+	data, err := s.encode(rec)
+	if err == nil {
+		err = hint.WriteFileDurable(s.path(rec.ContainerID, rec.IfName), data, 0o600)
+	}
+	if err != nil {
+		return fmt.Errorf("write attachment record: %w", err)
+	}
+	return nil
+}
+
+// PutDeferSync is Put that returns as soon as the record is in place and
+// leaves its fsyncs to sync (hint.WriteFileDeferSync): for the first
+// record of an ADD whose next side effects vanish with a reboot anyway,
+// so the fsyncs overlap them. A power loss before sync may leave the
+// record torn, which Get reports and DEL and GC handle.
+func (s *Store) PutDeferSync(rec *Record) (sync func() error, err error) {
+	data, err := s.encode(rec)
+	if err == nil {
+		sync, err = hint.WriteFileDeferSync(s.path(rec.ContainerID, rec.IfName), data, 0o600)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("write attachment record: %w", err)
+	}
+	return sync, nil
+}
+
+func (s *Store) encode(rec *Record) ([]byte, error) {
 	if err := hint.ValidateKey(rec.ContainerID, rec.IfName); err != nil {
-		return err
+		return nil, err
 	}
 	if rec.Created.IsZero() {
 		rec.Created = time.Now().UTC()
 	}
-	data, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := hint.WriteFileDurable(s.path(rec.ContainerID, rec.IfName), data, 0o600); err != nil {
-		return fmt.Errorf("write attachment record: %w", err)
-	}
-	return nil
+	return json.MarshalIndent(rec, "", "  ")
 }
 
 // Get reads the record of (containerID, ifName); it returns nil, nil when

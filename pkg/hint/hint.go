@@ -274,7 +274,8 @@ func Remove(stateDir, containerID, ifName string) error {
 // creating parent directories (0755) as needed, so readers never see a
 // partial file. It does not fsync: see WriteFileDurable.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	return writeFile(path, data, perm, false)
+	_, err := writeFile(path, data, perm, syncNever)
+	return err
 }
 
 // WriteFileDurable is WriteFileAtomic for state that must survive a power
@@ -283,36 +284,78 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 // fsync'd when the file is new, so the name itself survives. A later
 // rewrite that a crash loses leaves the previous content.
 func WriteFileDurable(path string, data []byte, perm os.FileMode) error {
-	return writeFile(path, data, perm, true)
+	_, err := writeFile(path, data, perm, syncBeforeRename)
+	return err
 }
 
-func writeFile(path string, data []byte, perm os.FileMode, durable bool) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
+// WriteFileDeferSync is WriteFileDurable in two halves: it returns once
+// the new content is in place under path (every process sees it, and a
+// kill cannot undo it), and sync makes it durable: the file, then the
+// directory when the name is new. Until sync returns, a power loss may
+// leave path empty or missing, so use it only where that state is
+// handled and nothing that survives a reboot depends on the file yet.
+// Call sync exactly once: it also closes the file.
+func WriteFileDeferSync(path string, data []byte, perm os.FileMode) (sync func() error, err error) {
+	return writeFile(path, data, perm, syncDeferred)
+}
+
+type syncMode int
+
+const (
+	syncNever syncMode = iota
+	syncBeforeRename
+	syncDeferred
+)
+
+// writeFile writes path through a temporary file and a rename; with
+// syncDeferred it returns the fsyncs to run, else a no-op.
+func writeFile(path string, data []byte, perm os.FileMode, mode syncMode) (sync func() error, err error) {
+	if err = os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
 	}
 	_, statErr := os.Lstat(path)
+	isNew := errors.Is(statErr, os.ErrNotExist)
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	_, werr := tmp.Write(data)
-	var serr error
-	if durable {
+	var serr, cerr error
+	if mode == syncBeforeRename {
 		serr = tmp.Sync()
 	}
-	cerr := tmp.Close()
-	if err := errors.Join(werr, serr, cerr, os.Chmod(tmp.Name(), perm)); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
+	if mode != syncDeferred {
+		cerr = tmp.Close()
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		_ = os.Remove(tmp.Name())
-		return err
+	err = errors.Join(werr, serr, cerr, os.Chmod(tmp.Name(), perm))
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
 	}
-	if durable && errors.Is(statErr, os.ErrNotExist) {
+	if err != nil {
+		if mode == syncDeferred {
+			_ = tmp.Close()
+		}
+		_ = os.Remove(tmp.Name())
+		return nil, err
+	}
+	syncName := func() error {
+		if !isNew {
+			return nil
+		}
 		return syncDir(filepath.Dir(path))
 	}
-	return nil
+	switch mode {
+	case syncBeforeRename:
+		return func() error { return nil }, syncName()
+	case syncDeferred:
+		return func() error {
+			if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
+				return err
+			}
+			return syncName()
+		}, nil
+	}
+	return func() error { return nil }, nil
 }
 
 // RemoveTempFiles removes the temporary files that writes into dir

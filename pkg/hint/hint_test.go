@@ -154,3 +154,31 @@ func TestVhostUserResultAndDeviceInfo(t *testing.T) {
 		t.Fatal("device-info written for a tap")
 	}
 }
+
+// WriteFileDeferSync's content is in place before sync, with the mode
+// asked for and no temporary file; sync then succeeds, for a new name and
+// for a rewrite.
+func TestWriteFileDeferSync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "a", "record.json")
+	for _, content := range []string{"first", "second"} {
+		sync, err := WriteFileDeferSync(path, []byte(content), 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != content {
+			t.Fatalf("before sync: %q, %v; want %q", got, err, content)
+		}
+		if err := sync(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("mode: %v, %v", st, err)
+		}
+		tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".*.tmp*"))
+		if len(tmps) != 0 {
+			t.Fatalf("temporary files left: %v", tmps)
+		}
+	}
+}
