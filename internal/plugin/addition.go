@@ -276,6 +276,11 @@ func (a *Addition[C, S]) publish(h *hint.Hint, out Outcome) error {
 			return err
 		}
 	}
+	if dir := c.KataDanDir; dir != "" {
+		if err := a.publishDan(dir, h); err != nil {
+			return err
+		}
+	}
 	a.rec.Hint = true
 	err := a.Do("hint", func() error { return hint.Remove(c.StateDir, a.Args.ContainerID, a.Args.IfName) }, func() error {
 		if err := hint.Write(c.StateDir, h); err != nil {
@@ -288,6 +293,23 @@ func (a *Addition[C, S]) publish(h *hint.Hint, out Outcome) error {
 	}
 	_, err = hint.AppendToResult(out.Result, h, out.PodIf)
 	return err
+}
+
+// publishDan puts the attachment's entry in the Kata DAN file of its
+// sandbox (the recorded config names the directory, so DEL after a crash
+// takes it out).
+func (a *Addition[C, S]) publishDan(dir string, h *hint.Hint) error {
+	dev, err := hint.DanDeviceFor(h, a.Args.IfName)
+	if err != nil {
+		return cnierr.Config("kataDanDir: %w", err)
+	}
+	id, ifName := a.Args.ContainerID, a.Args.IfName
+	return a.Do("kata-dan", func() error { return hint.RemoveDanDevice(dir, id, ifName) }, func() error {
+		if err := hint.AddDanDevice(dir, id, h.Netns, dev); err != nil {
+			return fmt.Errorf("write Kata DAN file: %w", err)
+		}
+		return nil
+	})
 }
 
 // conclude ends an ADD's side effects: with err nil it commits; else it

@@ -33,6 +33,10 @@ type NetConf struct {
 	// IPAMExec runs the host-local binary for ipam.type host-local instead
 	// of the in-process host-local (internal/ipam).
 	IPAMExec bool `json:"ipamExec,omitempty"`
+	// KataDanDir (optional) is a Kata Containers dan_conf directory: ADD
+	// puts the attachment's entry in <kataDanDir>/<containerID>.json
+	// (package hint, DanConfig) and DEL takes it out.
+	KataDanDir string `json:"kataDanDir,omitempty"`
 
 	// Args is the CNI "args" convention: args.cni.mac.
 	Args CNIArgs `json:"args"`
@@ -154,6 +158,9 @@ func (c *NetConf) Validate() error {
 	}
 	if !filepath.IsAbs(c.StateDir) {
 		return cnierr.Config("stateDir %q must be an absolute path", c.StateDir)
+	}
+	if c.KataDanDir != "" && !filepath.IsAbs(c.KataDanDir) {
+		return cnierr.Config("kataDanDir %q must be an absolute path", c.KataDanDir)
 	}
 	if f := c.RuntimeConfig.DeviceInfoFile; f != "" && !filepath.IsAbs(f) {
 		return cnierr.Config("runtimeConfig.CNIDeviceInfoFile %q must be an absolute path", f)

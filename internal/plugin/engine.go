@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -349,6 +350,9 @@ func (e *Engine[C, S]) teardown(ctx context.Context, t *Teardown[C, S], st *stor
 	c := t.Conf.Common()
 	t.Step(hint.Remove(c.StateDir, t.Key.ContainerID, t.Key.IfName))
 	t.Step(hint.RemoveDeviceInfo(deviceInfo))
+	if dir := c.KataDanDir; dir != "" {
+		t.Step(hint.RemoveDanDevice(dir, t.Key.ContainerID, t.Key.IfName))
+	}
 	released := make(chan struct{})
 	go func() {
 		defer close(released)
@@ -388,6 +392,9 @@ func (e *Engine[C, S]) Check(args *skel.CmdArgs) error {
 			return fmt.Errorf("hint: %w", err)
 		}
 		if err = hint.CheckResult(c.Prev, h); err != nil {
+			return err
+		}
+		if err = checkDan(c.KataDanDir, h); err != nil {
 			return err
 		}
 	}
@@ -443,4 +450,29 @@ func (e *Engine[C, S]) Status(args *skel.CmdArgs) error {
 
 func keyOf(args *skel.CmdArgs) ipam.Attachment {
 	return ipam.Attachment{ContainerID: args.ContainerID, Netns: args.Netns, IfName: args.IfName, Args: args.Args}
+}
+
+// checkDan checks that the Kata DAN file, when configured, holds the
+// attachment's entry as ADD wrote it.
+func checkDan(dir string, h *hint.Hint) error {
+	if dir == "" {
+		return nil
+	}
+	want, err := hint.DanDeviceFor(h, h.IfName)
+	if err != nil {
+		return err
+	}
+	dan, err := hint.ReadDan(dir, h.ContainerID)
+	if err != nil {
+		return fmt.Errorf("kata DAN file: %w", err)
+	}
+	for _, d := range dan.Devices {
+		if d.Name == h.IfName {
+			if !reflect.DeepEqual(d, want) {
+				return fmt.Errorf("kata DAN entry %q is %+v, want %+v", h.IfName, d, want)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("kata DAN file %s has no entry %q", hint.DanPath(dir, h.ContainerID), h.IfName)
 }

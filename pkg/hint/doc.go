@@ -1,8 +1,8 @@
 // Package hint is vmcni's result contract (version 1): what every vmcni plugin
 // tells a VM runtime about the device the guest must attach, and where.
 //
-// A plugin reports an attachment three ways (four for devices in a netns),
-// all describing the same device.
+// A plugin reports an attachment three ways (four for devices in a netns,
+// five with a Kata DAN file), all describing the same device.
 //
 // 1. The CNI result. The entry for CNI_IFNAME (the pod interface the runtime
 // already knows: containerd, CRI-O and podman read the pod IP from it) keeps
@@ -42,6 +42,19 @@
 // macvtap a vmcni plugin creates carries the alias
 // "vmcni:guest-mac=<mac>;queues=<n>" (DeviceAlias); vmnet.PlanFromNetns
 // reads it.
+//
+// 5. When the config sets kataDanDir, the Kata Containers DAN file of the
+// sandbox, <kataDanDir>/<containerID>.json (DanConfig): one entry per
+// attachment, named by its interface, in the formats of Kata's Go runtime
+// (vfio) and runtime-rs (vfio with kata-containers PR 13802, host-tap,
+// vhost-user). Macvtap and memif have no DAN type.
+//
+// The consumers these serve: containerd, CRI-O and podman (the CNI_IFNAME
+// entry), firecracker-go-sdk's vmconf and tc-redirect-tap users (the
+// pseudo-interface), CNI 1.1 readers (mtu, socketPath, pciID), Multus and
+// KubeVirt-style launchers (the device-info file), Kata's netns scan (the
+// alias), Kata's DAN (the DAN file), and vmnet (the hint file: QEMU,
+// Cloud Hypervisor and Firecracker arguments).
 //
 // Example hint file of a tcfilter attachment made by vm-bridge:
 //
