@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -81,45 +82,162 @@ func (s *suite) resultInterfaces(res *current.Result, att attachment) verdict {
 	return pass("%d interface(s) of the result exist where their sandbox says", len(res.Interfaces)).with(details...)
 }
 
-// vmHint checks the VM side of the hint contract for each pseudo-interface.
-func (s *suite) vmHint(res *current.Result, att attachment) verdict {
+// vmDevice checks, for each pseudo-interface, the conventions any VM
+// runtime reads (package hint's doc lists them): the pseudo-interface
+// itself, its device in the netns, the CNI 1.1 fields, the NPWG
+// device-info file when asked for one, and the Kata DAN file when the
+// conflist sets kataDanDir.
+func (s *suite) vmDevice(res *current.Result, att attachment) verdict {
+	return eachPseudo(res, att, "describe a device a VM runtime can attach", func(i int, iface *current.Interface) (details []string, err error) {
+		if err = checkPseudo(res, i, att); err != nil {
+			return nil, err
+		}
+		details = append(details, fmt.Sprintf("pseudo-interface [%d] %s: %s", i, iface.Name, describePseudo(res, i)))
+		if file, _ := att.CapArgs["CNIDeviceInfoFile"].(string); file != "" {
+			detail, err := checkDeviceInfo(file, iface)
+			if err != nil {
+				return details, err
+			}
+			if detail != "" {
+				details = append(details, detail)
+			}
+		}
+		for _, dir := range s.net.kataDanDirs() {
+			if err := checkDan(dir, iface, att); err != nil {
+				return details, err
+			}
+			details = append(details, fmt.Sprintf("Kata DAN file %s has %s", hint.DanPath(dir, att.ContainerID), att.IfName))
+		}
+		return details, nil
+	})
+}
+
+// eachPseudo runs check on every pseudo-interface of res (sandbox = the
+// container ID): a pass saying they all "what", a failure with every
+// problem, or a skip when there is none.
+func eachPseudo(res *current.Result, att attachment, what string, check func(i int, iface *current.Interface) ([]string, error)) verdict {
 	pseudo := hint.PseudoInterfaces(res, att.ContainerID)
 	if len(pseudo) == 0 {
-		return skip("not applicable: the result has no vmcni pseudo-interface (sandbox = container ID), i.e. no VM device")
+		return skip("not applicable: the result has no pseudo-interface (sandbox = container ID), i.e. no VM device")
 	}
 	var problems, details []string
 	for _, i := range pseudo {
-		iface := res.Interfaces[i]
-		if err := checkPseudo(res, i, att); err != nil {
-			problems = append(problems, err.Error())
-		}
-		h, dir, err := s.readHint(att)
+		d, err := check(i, res.Interfaces[i])
+		details = append(details, d...)
 		if err != nil {
 			problems = append(problems, err.Error())
-			continue
 		}
-		if err := checkHint(res, iface, h, att); err != nil {
-			problems = append(problems, fmt.Sprintf("hint file in %s: %v", dir, err))
-			continue
-		}
-		details = append(details, fmt.Sprintf("pseudo-interface [%d] %s: kind %s, hint file %s agrees", i, iface.Name, h.Kind, hint.Path(dir, att.ContainerID, att.IfName)))
 	}
 	if len(problems) > 0 {
 		return fail("%s", problems[0]).with(append(problems[1:], details...)...)
 	}
-	return pass("%d pseudo-interface(s) agree with their device and hint file", len(pseudo)).with(details...)
+	return pass("%d pseudo-interface(s) %s", len(pseudo), what).with(details...)
 }
 
-// checkPseudo checks one pseudo-interface on its own: its MAC, its device
-// interface in the netns (tap, macvtap), socketPath and pciID.
+// describePseudo says what a runtime learns from pseudo-interface i, and
+// whether firecracker-go-sdk's vmconf (exactly one IP) can take it.
+func describePseudo(res *current.Result, i int) string {
+	iface := res.Interfaces[i]
+	var ips int
+	for _, ip := range res.IPs {
+		if ip.Interface != nil && *ip.Interface == i {
+			ips++
+		}
+	}
+	what := "a device in the netns"
+	switch {
+	case iface.SocketPath != "":
+		what = "socketPath " + iface.SocketPath
+	case iface.PciID != "":
+		what = "pciID " + iface.PciID
+	}
+	vmconf := "firecracker-go-sdk vmconf takes it"
+	if ips != 1 {
+		vmconf = fmt.Sprintf("firecracker-go-sdk vmconf refuses it (%d IPs, it takes exactly one)", ips)
+	}
+	return fmt.Sprintf("%s, mac %s, mtu %d, %d IP(s); %s", what, iface.Mac, iface.Mtu, ips, vmconf)
+}
+
+// checkDeviceInfo checks the NPWG device-info file of a vhost-user, memif
+// or vfio pseudo-interface; taps and macvtaps have no device-info type.
+func checkDeviceInfo(file string, iface *current.Interface) (string, error) {
+	if iface.SocketPath == "" && iface.PciID == "" {
+		return "", nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("device-info file %s: %w", file, err)
+	}
+	var info hint.DeviceInfo
+	if err := json.Unmarshal(data, &info); err != nil {
+		return "", fmt.Errorf("device-info file %s: %w", file, err)
+	}
+	switch {
+	case info.PCI != nil && iface.PciID != "" && info.PCI.PCIAddress == iface.PciID:
+	case info.VhostUser != nil && info.VhostUser.Path == iface.SocketPath:
+	case info.Memif != nil && info.Memif.Path == iface.SocketPath:
+	default:
+		return "", fmt.Errorf("device-info file %s (type %q) does not name the device of %q", file, info.Type, iface.Name)
+	}
+	return fmt.Sprintf("device-info file %s: type %s", file, info.Type), nil
+}
+
+// checkDan checks that the Kata DAN file of the sandbox in dir has the
+// attachment's entry, naming the pseudo-interface's device and MAC.
+func checkDan(dir string, iface *current.Interface, att attachment) error {
+	dan, err := hint.ReadDan(dir, att.ContainerID)
+	if err != nil {
+		return fmt.Errorf("kata DAN file: %w", err)
+	}
+	for _, d := range dan.Devices {
+		if d.Name != att.IfName {
+			continue
+		}
+		dev := d.Device
+		if d.GuestMAC != iface.Mac {
+			return fmt.Errorf("kata DAN entry %s: guest_mac %s, the pseudo-interface says %s", d.Name, d.GuestMAC, iface.Mac)
+		}
+		if (dev.Type == hint.DanHostTap && dev.TapName == iface.Name) ||
+			(dev.Type == hint.DanVhostUser && dev.Path == iface.SocketPath) ||
+			(dev.Type == hint.DanVFIO && dev.PCIDeviceID == iface.PciID) {
+			return nil
+		}
+		return fmt.Errorf("kata DAN entry %s (%+v) does not name the device of pseudo-interface %q", d.Name, dev, iface.Name)
+	}
+	return fmt.Errorf("kata DAN file %s has no entry %q", hint.DanPath(dir, att.ContainerID), att.IfName)
+}
+
+// vmHint checks vmcni's hint file for each pseudo-interface, when asked.
+func (s *suite) vmHint(res *current.Result, att attachment) verdict {
+	if !s.cfg.HintFile {
+		return skip("not asked for: vmcni's hint file is checked with -hint-file (Config.HintFile); %s judges what every runtime reads", CheckVMDevice)
+	}
+	return eachPseudo(res, att, "agree with their hint file", func(i int, iface *current.Interface) ([]string, error) {
+		h, dir, err := s.readHint(att)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkHint(res, iface, h, att); err != nil {
+			return nil, fmt.Errorf("hint file in %s: %w", dir, err)
+		}
+		return []string{fmt.Sprintf("pseudo-interface [%d] %s: kind %s, hint file %s agrees", i, iface.Name, h.Kind, hint.Path(dir, att.ContainerID, att.IfName))}, nil
+	})
+}
+
+// checkPseudo checks one pseudo-interface on its own: its MAC and mtu,
+// its device interface in the netns (tap, macvtap) with that mtu,
+// socketPath and pciID.
 func checkPseudo(res *current.Result, i int, att attachment) error {
 	iface := res.Interfaces[i]
 	if _, err := net.ParseMAC(iface.Mac); err != nil {
 		return fmt.Errorf("pseudo-interface %q: mac %q: %w", iface.Name, iface.Mac, err)
 	}
+	if iface.Mtu != 0 && (iface.Mtu < 68 || iface.Mtu > 65535) {
+		return fmt.Errorf("pseudo-interface %q: mtu %d is outside 68..65535", iface.Name, iface.Mtu)
+	}
 	for _, dev := range res.Interfaces {
 		if dev.Name == iface.Name && dev.Sandbox == att.Netns {
-			if err := linkIn(att.Netns, dev.Name, ""); err != nil {
+			if err := deviceMTU(att.Netns, dev.Name, iface.Mtu); err != nil {
 				return fmt.Errorf("device of pseudo-interface %q: %w", iface.Name, err)
 			}
 		}
@@ -192,4 +310,19 @@ func checkHint(res *current.Result, iface *current.Interface, h *hint.Hint, att 
 		}
 	}
 	return nil
+}
+
+// deviceMTU checks that the link name exists in the netns at path and,
+// when mtu is set, has that MTU (the guest's, which the device carries).
+func deviceMTU(path, name string, mtu int) error {
+	return netns.Do(path, func() error {
+		l, err := netlink.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("link %q: %w", name, err)
+		}
+		if mtu != 0 && l.Attrs().MTU != mtu {
+			return fmt.Errorf("link %q has mtu %d, the pseudo-interface says %d", name, l.Attrs().MTU, mtu)
+		}
+		return nil
+	})
 }

@@ -91,7 +91,7 @@ func uniqueTypes(types []string) []string {
 }
 
 // lifecycle runs ADD, CHECK, DEL, DEL through libcni and records the
-// lifecycle, result-interfaces and vm-hint checks.
+// lifecycle, result-interfaces, vm-device and vm-hint checks.
 func (s *suite) lifecycle(ctx context.Context) {
 	if reason, ok := s.cfg.Skip[CheckLifecycle]; ok {
 		s.add(CheckLifecycle, skip("declared not applicable by the caller: %s", reason), 0)
@@ -99,7 +99,7 @@ func (s *suite) lifecycle(ctx context.Context) {
 	}
 	var res *current.Result
 	var att attachment
-	var ifaces, vm verdict
+	var ifaces, dev, vm verdict
 	s.record(CheckLifecycle, func() verdict {
 		before, err := s.before()
 		if err != nil {
@@ -123,6 +123,7 @@ func (s *suite) lifecycle(ctx context.Context) {
 		}
 		// The interface and hint checks need the attachment in place.
 		ifaces = s.resultInterfaces(res, att)
+		dev = s.vmDevice(res, att)
 		vm = s.vmHint(res, att)
 		if err := s.cni.CheckNetworkList(ctx, s.net.list, rt); err != nil && s.atLeast("0.4.0") {
 			_ = s.cni.DelNetworkList(ctx, s.net.list, rt)
@@ -143,7 +144,7 @@ func (s *suite) lifecycle(ctx context.Context) {
 	for _, c := range []struct {
 		name string
 		v    verdict
-	}{{CheckResultInterfaces, ifaces}, {CheckVMHint, vm}} {
+	}{{CheckResultInterfaces, ifaces}, {CheckVMDevice, dev}, {CheckVMHint, vm}} {
 		if reason, ok := s.cfg.Skip[c.name]; ok {
 			s.add(c.name, skip("declared not applicable by the caller: %s", reason), 0)
 			continue

@@ -62,6 +62,10 @@ type Config struct {
 	// "capabilities" declare, as runtimeConfig. Defaults to none: no
 	// capability args.
 	CapabilityArgsPool []map[string]any
+	// HintFile (optional) runs the vm-hint check: vmcni's hint file must
+	// agree with the result. Defaults to false (vm-hint skipped): the
+	// vm-device check judges what every runtime reads.
+	HintFile bool
 	// NamePrefix (optional) prefixes the netns and container IDs the suite
 	// creates. Defaults to "vmct".
 	NamePrefix string
@@ -125,6 +129,17 @@ func (n *network) stateDirs() []string {
 	}
 	if len(set) == 0 {
 		set[hint.DefaultStateDir] = true
+	}
+	return sortedKeys(set)
+}
+
+// kataDanDirs are the kataDanDir keys of the conflist's plugins.
+func (n *network) kataDanDirs() []string {
+	set := map[string]bool{}
+	for _, c := range n.confs {
+		if s, ok := c["kataDanDir"].(string); ok && s != "" {
+			set[s] = true
+		}
 	}
 	return sortedKeys(set)
 }

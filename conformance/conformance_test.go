@@ -55,6 +55,16 @@ func (e *env) vmBridge(mode string) map[string]any {
 	return map[string]any{"type": "vm-bridge", "mode": mode, "bridge": e.bridge, "isGateway": true, "stateDir": e.stateDir, "ipam": e.ipam()}
 }
 
+// danDir is a Kata DAN directory under the watched state dir, made before
+// the suite's first snapshot (kataDanDir).
+func (e *env) danDir() string {
+	dir := filepath.Join(e.stateDir, "dans")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		e.t.Fatal(err)
+	}
+	return dir
+}
+
 func (e *env) refBridge() map[string]any {
 	return map[string]any{"type": "bridge", "bridge": e.bridge, "isGateway": true, "ipam": e.ipam()}
 }
@@ -94,8 +104,17 @@ func invalidConf(conf, overrides map[string]any) []byte {
 // when that is set (to publish it).
 func (e *env) run(cfg conformance.Config) *conformance.Report {
 	e.t.Helper()
-	cfg.BinDirs = append(cfg.BinDirs, e.bin)
+	cfg.HintFile = true // vmcni plugins write one; a run without a VM device skips it anyway
 	cfg.IgnoreLinks = append(cfg.IgnoreLinks, e.bridge)
+	return e.runAsNewUser(cfg)
+}
+
+// runAsNewUser is run as a user judging another author's plugin runs the
+// suite: without the vmcni-specific vm-hint check, and without leaving the
+// env's host bridge out of the comparisons.
+func (e *env) runAsNewUser(cfg conformance.Config) *conformance.Report {
+	e.t.Helper()
+	cfg.BinDirs = append(cfg.BinDirs, e.bin)
 	cfg.WatchDirs = append(cfg.WatchDirs, e.stateDir, e.ipamDir, e.sockDir)
 	if cfg.Parallel == 0 {
 		cfg.Parallel = 6
@@ -140,14 +159,18 @@ func TestVMBridgeStandalone(t *testing.T) {
 	for _, mode := range modes {
 		t.Run(mode, func(t *testing.T) {
 			e := newEnv(t)
+			conf := e.vmBridge(mode)
+			if mode != "macvtap" { // (a macvtap has no Kata DAN type)
+				conf["kataDanDir"] = e.danDir()
+			}
 			rep := e.run(conformance.Config{
-				Conflist: conflist("vmct-sa-"+mode, e.vmBridge(mode)),
+				Conflist: conflist("vmct-sa-"+mode, conf),
 				InvalidConfigs: [][]byte{
 					invalidConf(e.vmBridge(mode), map[string]any{"mode": "nosuchmode"}),
 					invalidConf(e.vmBridge(mode), map[string]any{"mtu": 20}),
 				},
 			})
-			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckFailedAdd, conformance.CheckTamper,
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMDevice, conformance.CheckVMHint, conformance.CheckFailedAdd, conformance.CheckTamper,
 				conformance.CheckErrInvalidConfig, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
 		})
 	}
@@ -176,7 +199,7 @@ func TestVMBridgeFollowedByMetaPlugins(t *testing.T) {
 					conformance.CheckGCLegacyKey: "reference tuning and bandwidth v1.9.1 do not implement GC",
 				},
 			})
-			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckTamper)...)
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMDevice, conformance.CheckVMHint, conformance.CheckTamper)...)
 		})
 	}
 }
@@ -199,7 +222,7 @@ func TestVMBridgeFollowedByPortmapAndFirewall(t *testing.T) {
 					conformance.CheckGCLegacyKey: "reference portmap and firewall v1.9.1 do not implement GC",
 				},
 			})
-			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckTamper)...)
+			assertPassed(t, rep, append(protocolChecks, conformance.CheckVMDevice, conformance.CheckVMHint, conformance.CheckTamper)...)
 		})
 	}
 }
@@ -227,7 +250,7 @@ func runChained(t *testing.T, first func(e *env) map[string]any, noGC string) {
 				InvalidConfigs: [][]byte{invalidConf(chained, map[string]any{"queues": 0})},
 				Skip:           map[string]string{conformance.CheckGCValid: noGC, conformance.CheckGCLegacyKey: noGC},
 			})
-			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMHint, conformance.CheckFailedAdd,
+			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMDevice, conformance.CheckVMHint, conformance.CheckFailedAdd,
 				conformance.CheckTamper, conformance.CheckErrInvalidConfig)...)
 		})
 	}
@@ -246,7 +269,7 @@ func TestVhostUserBackendNone(t *testing.T) {
 		Conflist:       conflist("vmct-vhu", conf),
 		InvalidConfigs: [][]byte{mustJSON(bad), mustJSON(badDir)},
 	})
-	assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
+	assertPassed(t, rep, append(protocolChecks, conformance.CheckVMDevice, conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
 		conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
 	if c, _ := rep.Check(conformance.CheckFailedAdd); c.Status != conformance.Skip {
 		t.Errorf("%s: vm-vhostuser makes no netns interface, want skip, got %+v", conformance.CheckFailedAdd, c)
@@ -266,9 +289,37 @@ func TestReferenceBridge(t *testing.T) {
 		},
 	})
 	assertPassed(t, rep, append(protocolChecks, conformance.CheckFailedAdd, conformance.CheckTamper)...)
-	if c, _ := rep.Check(conformance.CheckVMHint); c.Status != conformance.Skip {
-		t.Errorf("vm-hint on the reference bridge: want skip (no VM device), got %+v", c)
+	for _, check := range []string{conformance.CheckVMDevice, conformance.CheckVMHint} {
+		if c, _ := rep.Check(check); c.Status != conformance.Skip {
+			t.Errorf("%s on the reference bridge: want skip (no VM device), got %+v", check, c)
+		}
 	}
+}
+
+// TestFirecrackerStyleChain judges Firecracker's CNI chain as its users
+// run it: the reference bridge and host-local, then a plugin that
+// redirects the pod interface to a tap and reports the pseudo-interface
+// (tc-redirect-tap's role; tc-redirect-tap itself is not on the module
+// proxy, and the reference tap plugin cannot take its place: it creates
+// CNI_IFNAME itself and ignores prevResult, so its ADD after the bridge
+// fails with "file exists"). vm-bridge tcfilter is that plugin here, run
+// without -hint-file and without -ignore-link: vm-device passes on what
+// firecracker-go-sdk and other runtimes read, vm-hint is not asked for,
+// and the host bridge the reference plugin keeps by design makes
+// add-check-del-del fail with the -ignore-link that leaves it out.
+func TestFirecrackerStyleChain(t *testing.T) {
+	e := newEnv(t)
+	chained := map[string]any{"type": "vm-bridge", "mode": "tcfilter", "stateDir": e.stateDir}
+	rep := e.runAsNewUser(conformance.Config{
+		Conflist: conflist("vmct-fc", e.refBridge(), chained),
+		Skip: map[string]string{
+			conformance.CheckGCValid:     refNoGC,
+			conformance.CheckGCLegacyKey: refNoGC,
+		},
+	})
+	expect(t, rep, conformance.CheckVMDevice, conformance.Pass, "firecracker-go-sdk vmconf takes it")
+	expect(t, rep, conformance.CheckVMHint, conformance.Skip, "-hint-file")
+	expect(t, rep, conformance.CheckLifecycle, conformance.Fail, "-ignore-link "+e.bridge)
 }
 
 // TestBrokenPlugin shows the suite catches a plugin that leaks a host link
@@ -303,6 +354,8 @@ func TestBrokenPlugin(t *testing.T) {
 		expect(t, rep, conformance.CheckConcurrency, conformance.Fail, "+ link "+leakPrefix)
 		expect(t, rep, conformance.CheckErrMalformed, conformance.Fail, "code 999")
 		expect(t, rep, conformance.CheckErrEnv, conformance.Fail, "")
+		expect(t, rep, conformance.CheckLifecycle, conformance.Fail, "-ignore-link "+leakPrefix)
+		expect(t, rep, conformance.CheckVMDevice, conformance.Skip, "")
 		expect(t, rep, conformance.CheckVMHint, conformance.Skip, "")
 	})
 	t.Run("junk", func(t *testing.T) {
@@ -354,7 +407,7 @@ func TestVhostUserOVSDPDK(t *testing.T) {
 		return strings.Split(ovs.Vsctl("--bare", "--columns=name,external_ids", "list", "Port"), "\n"), nil
 	}
 	rep := e.run(conformance.Config{Conflist: conflist("vmct-ovs", conf), WatchDirs: []string{sockDir}, ExtraState: ports})
-	assertPassed(t, rep, append(protocolChecks, conformance.CheckVMHint, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
+	assertPassed(t, rep, append(protocolChecks, conformance.CheckVMDevice, conformance.CheckVMHint, conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
 	if ports := ovs.Vsctl("--bare", "--columns=name", "find", "Port", "external_ids:vmcni-network=vmct-ovs"); ports != "" {
 		t.Fatalf("OVS ports left after the suite: %s", ports)
 	}

@@ -61,7 +61,7 @@ func TestSRIOV(t *testing.T) {
 				checks = append(checks, conformance.CheckFailedAdd)
 			} else {
 				// A VFIO device is a pseudo-interface with a pciID.
-				checks = append(checks, conformance.CheckVMHint)
+				checks = append(checks, conformance.CheckVMDevice, conformance.CheckVMHint)
 			}
 			assertPassed(t, rep, checks...)
 			k.AssertState(t, simBefore)

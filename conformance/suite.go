@@ -22,7 +22,8 @@ const (
 	CheckVersion            = "version"              // VERSION answers strictly and supports 0.4.0, 1.0.0, 1.1.0
 	CheckLifecycle          = "add-check-del-del"    // ADD, CHECK, DEL, DEL through libcni; host as before
 	CheckResultInterfaces   = "result-interfaces"    // interfaces the ADD result names exist where their sandbox says
-	CheckVMHint             = "vm-hint"              // pseudo-interfaces: device, socketPath/pciID, hint file agree with the result
+	CheckVMDevice           = "vm-device"            // what every VM runtime reads: pseudo-interface, CNI 1.1 fields, device, device-info, Kata DAN
+	CheckVMHint             = "vm-hint"              // vmcni's hint file agrees with the result (Config.HintFile)
 	CheckStdout             = "stdout-only-result"   // direct exec: ADD prints one strict result, CHECK/DEL/GC/STATUS nothing
 	CheckResultVersions     = "result-versions"      // a result for every supported cniVersion, converted to the others
 	CheckDelWithoutAdd      = "del-without-add"      // DEL of an unknown attachment succeeds, changes nothing
@@ -55,7 +56,8 @@ var Checks = []struct{ Name, Verifies string }{
 	{CheckVersion, "VERSION prints exactly one {cniVersion, supportedVersions} object that includes 0.4.0, 1.0.0, 1.1.0 and the conflist's version"},
 	{CheckLifecycle, "ADD, CHECK, DEL, DEL through libcni succeed; host snapshot after DEL equals the one before ADD"},
 	{CheckResultInterfaces, "every interface of the ADD result exists: sandbox = netns path in the netns (same MAC), no sandbox on the host"},
-	{CheckVMHint, "for vmcni pseudo-interfaces (sandbox = container ID): device exists in the netns, socketPath is a socket or its directory exists, pciID is a PCI address, hint file decodes and hint.CheckResult agrees"},
+	{CheckVMDevice, "for each pseudo-interface (sandbox = container ID, the Firecracker / tc-redirect-tap convention): a MAC; its device interface exists in the netns, with the pseudo-interface's mtu; CNI 1.1 socketPath is a socket or its directory exists, pciID is a PCI address, mtu is 68..65535; the NPWG device-info file, when the attachment's capability args name one, has the device; the Kata DAN file, when the conflist sets kataDanDir, has the device"},
+	{CheckVMHint, "with Config.HintFile (vmcni plugins): each pseudo-interface's vmcni hint file decodes and hint.CheckResult agrees with the result"},
 	{CheckStdout, "direct exec of every plugin: ADD stdout is one result of the config's cniVersion with no unknown field and nothing else; CHECK, DEL, GC and STATUS print nothing"},
 	{CheckResultVersions, "for each of " + versionsUnderTestString + " all plugins support: ADD returns that version, converts to every other version and back without losing interfaces or IPs, CHECK and DEL succeed, host as before"},
 	{CheckDelWithoutAdd, "DEL of an attachment that was never added succeeds; host as before"},
@@ -296,9 +298,25 @@ func (s *suite) hygiene(want snapshot, when string) (verdict, bool) {
 		return fail("snapshot %s: %v", when, err), false
 	}
 	if len(d) > 0 {
-		return fail("host changed %s (%d differences)", when, len(d)).with(d...), false
+		return fail("host changed %s (%d differences)", when, len(d)).with(append(d, keptLinkAdvice(d)...)...), false
 	}
 	return verdict{}, true
+}
+
+// keptLinkAdvice explains, for each host link a run added and left, how
+// to leave it out when the plugin keeps it by design (a shared host
+// bridge, which the reference bridge plugin never deletes either).
+func keptLinkAdvice(d []string) []string {
+	var out []string
+	for _, line := range d {
+		name, ok := strings.CutPrefix(line, "+ link ")
+		if !ok {
+			continue
+		}
+		name, _, _ = strings.Cut(name, " ")
+		out = append(out, fmt.Sprintf("if the plugin keeps link %s by design (a shared host bridge), leave it out with -ignore-link %s (Config.IgnoreLinks); a leak otherwise", name, name))
+	}
+	return out
 }
 
 // supports reports whether every plugin supports cniVersion v (as far as

@@ -61,7 +61,7 @@ func TestVPP(t *testing.T) {
 					invalidConf(conf, map[string]any{"mtu": 10}), invalidConf(conf, map[string]any{"interface": "bogus"}),
 				},
 			})
-			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
+			assertPassed(t, rep, append(slices.Clone(protocolChecks), conformance.CheckVMDevice, conformance.CheckVMHint, conformance.CheckErrInvalidConfig,
 				conformance.CheckGCValid, conformance.CheckGCLegacyKey)...)
 			kept := slices.DeleteFunc(vpp.Interfaces(), func(i fakevpp.Iface) bool { return i.Tag == vppplugin.GatewayTag(network) })
 			if !slices.EqualFunc(kept, ifacesBefore, sameIface) {

@@ -238,11 +238,7 @@ func ipsOf(r *current.Result, idx int) []hint.IP {
 func routesOf(r *current.Result) []hint.Route {
 	var out []hint.Route
 	for _, rt := range r.Routes {
-		route := hint.Route{Dst: rt.Dst.String()}
-		if rt.GW != nil {
-			route.GW = rt.GW.String()
-		}
-		out = append(out, route)
+		out = append(out, hint.RouteFromCNI(rt))
 	}
 	return out
 }

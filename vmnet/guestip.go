@@ -61,8 +61,10 @@ func GuestCmdline(p *Plan) string {
 	return strings.Join(params, " ")
 }
 
-// otherRoutes renders n's routes that are not default routes as
-// "<dst>@<gw>" ("<dst>" alone when on-link), in the hint's order.
+// otherRoutes renders n's routes as "<dst>[@<gw>][~<mtu>]" ("@<gw>" left
+// out when on-link, "~<mtu>" when the route has none), in the hint's
+// order: all but the default routes (vmcni.gw, vmcni.gw6), which come
+// again only when they carry an MTU.
 func otherRoutes(n *NIC) []string {
 	var out []string
 	for _, r := range n.Routes {
@@ -70,14 +72,17 @@ func otherRoutes(n *NIC) []string {
 		if err != nil {
 			continue
 		}
-		if ones, _ := ipnet.Mask.Size(); ones == 0 {
+		if ones, _ := ipnet.Mask.Size(); ones == 0 && r.MTU == 0 {
 			continue // vmcni.gw / vmcni.gw6
 		}
+		route := ipnet.String()
 		if gw := routeVia(n, r.GW, ip.To4() != nil); gw != "" {
-			out = append(out, ipnet.String()+"@"+gw)
-		} else {
-			out = append(out, ipnet.String())
+			route += "@" + gw
 		}
+		if r.MTU > 0 {
+			route += fmt.Sprintf("~%d", r.MTU)
+		}
+		out = append(out, route)
 	}
 	return out
 }

@@ -145,7 +145,7 @@ func addressing(pod netlink.Link) ([]hint.IP, []hint.Route, error) {
 		if r.Dst != nil {
 			dst = r.Dst.String()
 		}
-		route := hint.Route{Dst: dst}
+		route := hint.Route{Dst: dst, MTU: r.MTU}
 		if r.Gw != nil {
 			route.GW = r.Gw.String()
 			if r.Dst == nil || isDefault(r.Dst) {

@@ -124,10 +124,21 @@ type IP struct {
 	Gateway string `json:"gateway,omitempty"`
 }
 
-// Route is one guest route; an empty GW means on-link.
+// Route is one guest route; an empty GW means on-link. MTU is the CNI 1.1
+// route MTU (0: the NIC's).
 type Route struct {
 	Dst string `json:"dst"`
 	GW  string `json:"gw,omitempty"`
+	MTU int    `json:"mtu,omitempty"`
+}
+
+// RouteFromCNI is the guest route of a CNI result's route.
+func RouteFromCNI(r *types.Route) Route {
+	route := Route{Dst: r.Dst.String(), MTU: r.MTU}
+	if r.GW != nil {
+		route.GW = r.GW.String()
+	}
+	return route
 }
 
 // DeviceName is the name the device carries in the CNI result: the tap or

@@ -88,11 +88,7 @@ func GuestFromResult(res *current.Result, podIf int, mac string, mtu int) Guest 
 		g.IPs = append(g.IPs, gip)
 	}
 	for _, r := range res.Routes {
-		route := Route{Dst: r.Dst.String()}
-		if r.GW != nil {
-			route.GW = r.GW.String()
-		}
-		g.Routes = append(g.Routes, route)
+		g.Routes = append(g.Routes, RouteFromCNI(r))
 	}
 	if len(res.DNS.Nameservers) > 0 || res.DNS.Domain != "" || len(res.DNS.Search) > 0 {
 		dns := res.DNS

@@ -3,6 +3,7 @@ package launcher_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -42,14 +43,18 @@ func guestImage(t *testing.T) (kernel, initrd string) {
 
 // serveHost runs an HTTP server on the host for the guest to fetch, and
 // returns its port.
-func serveHost(t *testing.T) int {
+func serveHost(t *testing.T) int { return serve(t, "tcp4", "hello from the host\n") }
+
+// serve answers every GET with body on network ("tcp4", or "tcp" for IPv4
+// and IPv6), any address, and returns the port.
+func serve(t *testing.T, network, body string) int {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "0.0.0.0:0")
+	ln, err := net.Listen(network, ":0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "hello from the host\n")
+		_, _ = io.WriteString(w, body)
 	}), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -154,17 +159,28 @@ func pingGuest(t *testing.T, ip net.IP, timeout time.Duration) {
 
 func assertHTTP(t *testing.T, url, want string) {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second}
+	assertGet(t, url, func(body []byte) error {
+		if !strings.Contains(string(body), want) {
+			return fmt.Errorf("body %q lacks %q", body, want)
+		}
+		return nil
+	})
+}
+
+// assertGet fails t unless a GET of url (5 tries) returns a body check
+// accepts.
+func assertGet(t *testing.T, url string, check func(body []byte) error) {
+	t.Helper()
+	client := &http.Client{Timeout: 20 * time.Second}
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		resp, err := client.Get(url)
 		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
+			body, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if strings.Contains(string(body), want) {
+			if err = errors.Join(rerr, check(body)); err == nil {
 				return
 			}
-			err = fmt.Errorf("body %q lacks %q", body, want)
 		}
 		lastErr = err
 		time.Sleep(time.Second)

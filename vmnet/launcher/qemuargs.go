@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,7 +43,7 @@ func (s *Session) qemuArgs(fds [][]int, accel string) ([]string, error) {
 	}
 	args := []string{
 		"-M", machine, "-accel", accel, "-cpu", cpu, "-m", fmt.Sprintf("%dM", o.MemoryMiB),
-		"-smp", "1", "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+		"-smp", strconv.Itoa(o.CPUs), "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
 		"-serial", "stdio", "-kernel", o.Kernel, "-initrd", o.Initrd,
 		"-append", strings.Join(strings.Fields(strings.Join(cmdline, " ")), " "),
 	}

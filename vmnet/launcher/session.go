@@ -62,6 +62,10 @@ type Options struct {
 	Machine string
 	// MemoryMiB (optional) defaults to 256.
 	MemoryMiB int
+	// CPUs (optional) is the guest's vCPUs, default 1. A multiqueue NIC
+	// runs as many queue pairs as the guest has vCPUs (virtio-net's
+	// default), so give it at least its queues.
+	CPUs int
 	// Accel (optional) is auto (default: KVM when a guest boots under it,
 	// else TCG), kvm or tcg.
 	Accel string
@@ -108,6 +112,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Machine == "" {
 		o.Machine = "microvm"
+	}
+	if o.CPUs == 0 {
+		o.CPUs = 1
 	}
 	if o.MemoryMiB == 0 {
 		o.MemoryMiB = 256

@@ -6,7 +6,13 @@
 //	vmcni-conformance -bin /opt/cni/bin -conflist net.conflist \
 //	    [-invalid bad.conf ...] [-watch DIR ...] [-ignore-link BR ...] \
 //	    [-skip CHECK=REASON ...] [-parallel 8] [-capability-args-pool pool.json] \
-//	    [-state-cmd "ovs-vsctl --bare --columns=name list Port" ...] [-json report.json]
+//	    [-state-cmd "ovs-vsctl --bare --columns=name list Port" ...] [-hint-file] \
+//	    [-json report.json]
+//
+// vm-device judges what every VM runtime reads (pseudo-interface, CNI 1.1
+// fields, device-info, Kata DAN); -hint-file adds vm-hint, vmcni's own hint
+// file. A check that fails on a host link the plugin keeps by design says
+// which -ignore-link leaves it out.
 //
 // A pool file is a JSON array of capability-args objects, one per device a
 // device plugin would hand out ([{"deviceID": "0000:3b:02.0"}, ...]); each
@@ -41,6 +47,7 @@ type options struct {
 	invalid, watch, ignore, ignorePrefix, skips list
 	stateCmds                                   list
 	parallel                                    int
+	hintFile                                    bool
 }
 
 func main() {
@@ -57,6 +64,7 @@ func main() {
 	flag.IntVar(&o.parallel, "parallel", 8, "attachments of the concurrency check")
 	flag.StringVar(&o.pool, "capability-args-pool", "", "a JSON array of per-attachment capability args (one device each)")
 	flag.StringVar(&o.ifName, "ifname", "eth0", "CNI_IFNAME")
+	flag.BoolVar(&o.hintFile, "hint-file", false, "also check vmcni's hint file (vm-hint; for vmcni plugins)")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the report as JSON to this file")
 	listChecks := flag.Bool("list", false, "list the checks and exit")
 	flag.Parse()
@@ -117,7 +125,8 @@ func (o options) config() (conformance.Config, error) {
 	cfg := conformance.Config{
 		BinDirs: filepath.SplitList(o.bin), Conflist: data, WatchDirs: o.watch, IgnoreLinks: o.ignore,
 		IgnoreLinkPrefixes: o.ignorePrefix, Parallel: o.parallel, IfName: o.ifName, Skip: map[string]string{},
-		Log: func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
+		HintFile: o.hintFile,
+		Log:      func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) },
 	}
 	if o.pool != "" {
 		pool, err := os.ReadFile(o.pool)
