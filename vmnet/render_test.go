@@ -62,6 +62,8 @@ func TestRender(t *testing.T) {
 			section("guest cmdline", GuestCmdline(p), nil)
 			ci, err := CloudInitNetworkConfig(p)
 			section("cloud-init network-config", string(ci), err)
+			lv, err := LibvirtDomain(p, LibvirtOptions{Name: "vm-" + fx.name, Kernel: "/boot/vmlinux", Cmdline: GuestCmdline(p)})
+			section("libvirt domain", string(lv), err)
 			golden(t, "render/"+fx.name, []byte(b.String()))
 		})
 	}

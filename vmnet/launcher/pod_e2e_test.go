@@ -183,7 +183,7 @@ func TestPodVhostUser(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
 	sock := filepath.Join(sockDir, "sock")
-	tapName := startTestpmd(t, sock)
+	tapName, _ := startTestpmd(t, sock)
 	addAddress(t, tapName, "10.196.0.1/24")
 
 	const guestIP, mac = "10.196.0.10", "0a:58:0a:c4:00:0a"
@@ -213,15 +213,16 @@ func TestPodVhostUser(t *testing.T) {
 
 // startTestpmd runs DPDK testpmd as the vhost-user client of sock (it
 // reconnects until the socket is there), forwarding to a new host tap whose
-// name it returns. testpmd is stopped when the test ends.
-func startTestpmd(t *testing.T, sock string) string {
+// name it returns, with stop (idempotent; it also runs when the test ends).
+func startTestpmd(t *testing.T, sock string) (tap string, stop func()) {
 	t.Helper()
 	tapName, prefix := testutil.UniqueName("vmcttp"), testutil.UniqueName("vmct")
 	var cmd *exec.Cmd
-	stop := func() {
+	stop = func() {
 		if cmd != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
+			cmd = nil
 		}
 		_ = os.RemoveAll("/var/run/dpdk/" + prefix)
 	}
@@ -238,13 +239,13 @@ func startTestpmd(t *testing.T, sock string) string {
 		}
 		for i := 0; i < 100; i++ {
 			if _, err := link.ByName(tapName); err == nil {
-				return tapName
+				return tapName, stop
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	t.Fatalf("testpmd made no tap %q", tapName)
-	return ""
+	return "", stop
 }
 
 // addAddress adds cidr to the host link name and sets it up.
