@@ -206,6 +206,59 @@ func TestOVSDPDKGuests(t *testing.T) {
 	}
 }
 
+// TestOVSDPDKMultiqueue boots a guest with 2 vCPUs on a vm-vhostuser port
+// with queues 2 on a real OVS-DPDK bridge: QEMU offers 2 queue pairs
+// (mq=on), the guest runs both (its NIC has 2 receive queues), OVS polls 2
+// receive queues on the port once the guest enabled them, and traffic
+// flows (ping and HTTP both ways with a host port).
+func TestOVSDPDKMultiqueue(t *testing.T) {
+	testutil.RequiresOVSDPDK(t)
+	kernel, initrd := guestImage(t)
+	bin := testutil.Binaries(t)
+	ovs := testutil.StartOVS(t)
+	bridge := testutil.UniqueName("vmctbr")
+	ovs.AddBridge(bridge)
+	hostPort(t, ovs, bridge, "10.197.0.1/24")
+	port := serveHTTP(t, "10.197.0.1")
+	dir := t.TempDir()
+	sockDir, _ := os.MkdirTemp("/tmp", "vmct-vhu")
+	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
+	conf := conflist(t, map[string]any{
+		"type": "vm-vhostuser", "backend": "ovs-dpdk", "bridge": bridge, "ovsdb": ovs.DB,
+		"socketDir": sockDir, "stateDir": filepath.Join(dir, "state"), "queues": 2,
+		"ipam": hostLocal(dir, "10.197.0.0/24", "10.197.0.10"),
+	})
+	s, err := launcher.Start(context.Background(), launcher.Options{
+		Conflist: conf, CNIPath: []string{bin}, Kernel: kernel, Initrd: initrd, CPUs: 2,
+		BootTimeout: 90 * time.Second, ProbeGateway: true, ProbeTCP: fmt.Sprintf("10.197.0.1:%d", port),
+	})
+	if err != nil {
+		t.Fatalf("start guest: %v", err)
+	}
+	defer s.Close()
+	if !strings.Contains(s.Ready, " queues=2") {
+		t.Fatalf("guest READY %q: want 2 queues", s.Ready)
+	}
+	ip := s.GuestIP(false)
+	ping(t, ip, 30*time.Second)
+	httpGet(t, fmt.Sprintf("http://%s:8080/", ip), "vmcni-guest-ok")
+	waitConsole(t, s, "VMCNI-PROBE-OK")
+	waitConsole(t, s, "VMCNI-PROBETCP-OK")
+	name := ovs.Vsctl("--bare", "--columns=name", "find", "Interface", "type=dpdkvhostuserclient")
+	var rxqs int
+	for _, line := range strings.Split(ovs.Appctl("dpif-netdev/pmd-rxq-show"), "\n") {
+		if strings.Contains(line, "port: "+name+" ") && strings.Contains(line, "(enabled)") {
+			rxqs++
+		}
+	}
+	if rxqs != 2 {
+		t.Fatalf("OVS polls %d enabled receive queues on %s, want 2:\n%s", rxqs, name, ovs.Appctl("dpif-netdev/pmd-rxq-show"))
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close guest: %v", err)
+	}
+}
+
 // TestTestpmdBackendNone: backend none, the VMM as vhost-user client of a
 // DPDK testpmd that forwards between the socket and a host tap; the guest
 // answers the host's ping and HTTP through it.

@@ -131,6 +131,13 @@ func (o *OVS) Vsctl(args ...string) string {
 	return strings.TrimSpace(o.run("ovs-vsctl", append([]string{"--db=" + o.DB, "--timeout=20"}, args...)...))
 }
 
+// Appctl runs ovs-appctl against this instance's ovs-vswitchd and returns
+// its output.
+func (o *OVS) Appctl(args ...string) string {
+	o.t.Helper()
+	return strings.TrimSpace(o.run("ovs-appctl", append([]string{"-t", filepath.Join(o.Dir, "vswitchd.ctl")}, args...)...))
+}
+
 // AddBridge creates a netdev-datapath bridge.
 func (o *OVS) AddBridge(name string) {
 	o.t.Helper()

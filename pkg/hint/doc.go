@@ -54,7 +54,8 @@
 // pseudo-interface), CNI 1.1 readers (mtu, socketPath, pciID), Multus and
 // KubeVirt-style launchers (the device-info file), Kata's netns scan (the
 // alias), Kata's DAN (the DAN file), and vmnet (the hint file: QEMU,
-// Cloud Hypervisor and Firecracker arguments).
+// Cloud Hypervisor and Firecracker arguments, libvirt domain XML for
+// KubeVirt-style launchers).
 //
 // Example hint file of a tcfilter attachment made by vm-bridge:
 //
