@@ -262,7 +262,8 @@ const refNoGC = "reference bridge and host-local v1.9.1 do not implement GC (/* 
 
 func TestVhostUserBackendNone(t *testing.T) {
 	e := newEnv(t)
-	conf := map[string]any{"type": "vm-vhostuser", "backend": "none", "socketDir": e.sockDir, "stateDir": e.stateDir}
+	conf := map[string]any{"type": "vm-vhostuser", "backend": "none", "socketDir": e.sockDir, "stateDir": e.stateDir,
+		"kataDanDir": e.danDir()}
 	bad := map[string]any{"cniVersion": "1.1.0", "name": "vmct-bad", "type": "vm-vhostuser", "backend": "bogus"}
 	badDir := map[string]any{"cniVersion": "1.1.0", "name": "vmct-bad", "type": "vm-vhostuser", "backend": "none", "socketDir": "relative/dir"}
 	rep := e.run(conformance.Config{

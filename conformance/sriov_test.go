@@ -40,6 +40,9 @@ func TestSRIOV(t *testing.T) {
 			conf := map[string]any{"type": sriovsim.PluginType, "mode": mode, "sysfsRoot": k.Root, "stateDir": e.stateDir,
 				"bindTimeout": "3s", "ipam": e.ipam(),
 				"capabilities": map[string]bool{"deviceID": true, "CNIDeviceInfoFile": true}}
+			if mode == "vfio" {
+				conf["kataDanDir"] = e.danDir() // vfio: the DAN type both Kata runtimes read
+			}
 			simBefore := k.State()
 			rep := e.run(conformance.Config{
 				Conflist:           conflist("vmct-sriov-"+mode, conf),
