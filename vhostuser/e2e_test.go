@@ -140,28 +140,50 @@ func waitConsole(t *testing.T, s *launcher.Session, marker string) {
 	}
 }
 
+// ovsNet is a vm-vhostuser network on a bridge of a private OVS-DPDK,
+// with a host port <net>.1/24 serving HTTP on port.
+type ovsNet struct {
+	ovs     *testutil.OVS
+	conf    []byte
+	port    int
+	sockDir string
+}
+
+// newOVSNet starts OVS-DPDK and returns the network on <net>.0/24 (guests
+// from <net>.10), its plugin config completed with extra.
+func newOVSNet(t *testing.T, net string, extra map[string]any) ovsNet {
+	t.Helper()
+	testutil.RequiresOVSDPDK(t)
+	o := ovsNet{ovs: testutil.StartOVS(t)}
+	bridge := testutil.UniqueName("vmctbr")
+	o.ovs.AddBridge(bridge)
+	hostPort(t, o.ovs, bridge, net+".1/24")
+	o.port = serveHTTP(t, net+".1")
+	dir := t.TempDir()
+	o.sockDir, _ = os.MkdirTemp("/tmp", "vmct-vhu")
+	t.Cleanup(func() { _ = os.RemoveAll(o.sockDir) })
+	plugin := map[string]any{
+		"type": "vm-vhostuser", "backend": "ovs-dpdk", "bridge": bridge, "ovsdb": o.ovs.DB,
+		"socketDir": o.sockDir, "stateDir": filepath.Join(dir, "state"),
+		"ipam": hostLocal(dir, net+".0/24", net+".10"),
+	}
+	for k, v := range extra {
+		plugin[k] = v
+	}
+	o.conf = conflist(t, plugin)
+	return o
+}
+
 // TestOVSDPDKGuests boots two guests on vm-vhostuser ports of one real
 // OVS-DPDK bridge: each exchanges ping and TCP with a host port on the same
 // bridge, the second reaches the first, and after an OVS restart traffic to
 // the first resumes (OVS reconnects as vhost-user client). DEL leaves no
 // port, socket or directory.
 func TestOVSDPDKGuests(t *testing.T) {
-	testutil.RequiresOVSDPDK(t)
 	kernel, initrd := guestImage(t)
 	bin := testutil.Binaries(t)
-	ovs := testutil.StartOVS(t)
-	bridge := testutil.UniqueName("vmctbr")
-	ovs.AddBridge(bridge)
-	hostPort(t, ovs, bridge, "10.196.0.1/24")
-	port := serveHTTP(t, "10.196.0.1")
-	dir := t.TempDir()
-	sockDir, _ := os.MkdirTemp("/tmp", "vmct-vhu")
-	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
-	conf := conflist(t, map[string]any{
-		"type": "vm-vhostuser", "backend": "ovs-dpdk", "bridge": bridge, "ovsdb": ovs.DB,
-		"socketDir": sockDir, "stateDir": filepath.Join(dir, "state"), "mtu": 1500,
-		"ipam": hostLocal(dir, "10.196.0.0/24", "10.196.0.10"),
-	})
+	o := newOVSNet(t, "10.196.0", map[string]any{"mtu": 1500})
+	ovs, conf, port, sockDir := o.ovs, o.conf, o.port, o.sockDir
 	start := func(extra string, probe bool) *launcher.Session {
 		s, err := launcher.Start(context.Background(), launcher.Options{
 			Conflist: conf, CNIPath: []string{bin}, Kernel: kernel, Initrd: initrd,
@@ -212,22 +234,10 @@ func TestOVSDPDKGuests(t *testing.T) {
 // receive queues on the port once the guest enabled them, and traffic
 // flows (ping and HTTP both ways with a host port).
 func TestOVSDPDKMultiqueue(t *testing.T) {
-	testutil.RequiresOVSDPDK(t)
 	kernel, initrd := guestImage(t)
 	bin := testutil.Binaries(t)
-	ovs := testutil.StartOVS(t)
-	bridge := testutil.UniqueName("vmctbr")
-	ovs.AddBridge(bridge)
-	hostPort(t, ovs, bridge, "10.197.0.1/24")
-	port := serveHTTP(t, "10.197.0.1")
-	dir := t.TempDir()
-	sockDir, _ := os.MkdirTemp("/tmp", "vmct-vhu")
-	t.Cleanup(func() { _ = os.RemoveAll(sockDir) })
-	conf := conflist(t, map[string]any{
-		"type": "vm-vhostuser", "backend": "ovs-dpdk", "bridge": bridge, "ovsdb": ovs.DB,
-		"socketDir": sockDir, "stateDir": filepath.Join(dir, "state"), "queues": 2,
-		"ipam": hostLocal(dir, "10.197.0.0/24", "10.197.0.10"),
-	})
+	o := newOVSNet(t, "10.197.0", map[string]any{"queues": 2})
+	ovs, conf, port := o.ovs, o.conf, o.port
 	s, err := launcher.Start(context.Background(), launcher.Options{
 		Conflist: conf, CNIPath: []string{bin}, Kernel: kernel, Initrd: initrd, CPUs: 2,
 		BootTimeout: 90 * time.Second, ProbeGateway: true, ProbeTCP: fmt.Sprintf("10.197.0.1:%d", port),
