@@ -163,7 +163,7 @@ func ReadDan(dir, sandboxID string) (*DanConfig, error) {
 // updateDan applies change to the DAN file under the directory's lock and
 // writes it back (atomically), or removes it when it has no device.
 func updateDan(dir, sandboxID string, change func(*DanConfig) error) error {
-	if err := ValidateKey(sandboxID, "eth0"); err != nil {
+	if err := ValidateContainerID(sandboxID); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {

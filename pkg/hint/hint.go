@@ -200,14 +200,23 @@ var containerIDPattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$`)
 // "_" and a 15-byte interface name it still fits a file name (255 bytes).
 const MaxContainerID = 239
 
-// ValidateKey checks that containerID and ifname are safe to use as path
-// elements (CNI spec rules for container IDs; no '/', NUL, "." or "..").
-func ValidateKey(containerID, ifName string) error {
+// ValidateContainerID checks that containerID follows the CNI spec's rule
+// and fits a file name.
+func ValidateContainerID(containerID string) error {
 	if !containerIDPattern.MatchString(containerID) {
 		return fmt.Errorf("container ID %q does not match %s", containerID, containerIDPattern)
 	}
 	if len(containerID) > MaxContainerID {
 		return fmt.Errorf("container ID is %d bytes, over the %d that fit in file names", len(containerID), MaxContainerID)
+	}
+	return nil
+}
+
+// ValidateKey checks that containerID and ifname are safe to use as path
+// elements (CNI spec rules for container IDs; no '/', NUL, "." or "..").
+func ValidateKey(containerID, ifName string) error {
+	if err := ValidateContainerID(containerID); err != nil {
+		return err
 	}
 	if ifName == "" || ifName == "." || ifName == ".." || len(ifName) > 15 {
 		return fmt.Errorf("interface name %q must be 1-15 bytes and not '.' or '..'", ifName)
