@@ -138,11 +138,24 @@ func (a *addition) inspect() error {
 		if err = a.hw.CheckViable(a.st.IOMMUGroup, addr); err != nil {
 			return cnierr.Config("VF %q: %w", addr, err)
 		}
+		if a.st.OrigDriver == "" || a.st.OrigDriver == VFIODriver {
+			return nil
+		}
+		// The netdev the network driver has now, put back after DEL rebinds
+		// the driver (which makes a new one); none is fine.
+		_ = a.recordNetdev()
 		return nil
 	}
 	if a.st.OrigDriver == "" || a.st.OrigDriver == VFIODriver {
 		return cnierr.Config("VF %q is bound to %q and has no netdev: use mode %q or bind it to its network driver", addr, a.st.OrigDriver, ModeVFIO)
 	}
+	return a.recordNetdev()
+}
+
+// recordNetdev records the VF's netdev in the host netns: its name, MAC
+// and MTU.
+func (a *addition) recordNetdev() error {
+	addr := a.st.PCI
 	names, err := a.hw.Netdevs(addr)
 	if err != nil {
 		return err
@@ -191,8 +204,8 @@ func trimNL(b []byte) []byte {
 }
 
 // applyVF sets the configured PF-side settings on the VF, one knob at a
-// time, each after its undo (which sets the original value back: harmless
-// when the knob was never changed).
+// time, each after its undo (restoreKnob: a no-op while the kernel reports
+// the original value, as after a refused set).
 func (a *addition) applyVF(mac net.HardwareAddr) error {
 	orig, pfNetdev, vf := a.st.Original, a.st.PFNetdev, a.st.VF
 	want := a.Conf.desired(orig, mac)
@@ -200,7 +213,7 @@ func (a *addition) applyVF(mac net.HardwareAddr) error {
 		if k.equal(orig, want) {
 			continue
 		}
-		err := a.Do(k.step, func() error { return k.set(a.ctl, pfNetdev, vf, orig) }, func() error {
+		err := a.Do(k.step, func() error { return restoreKnob(a.ctl, pfNetdev, vf, k, orig) }, func() error {
 			if err := k.set(a.ctl, pfNetdev, vf, want); err != nil {
 				return fmt.Errorf("apply %s to VF %q: %w", k.step, a.st.PCI, err)
 			}

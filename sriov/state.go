@@ -19,7 +19,8 @@ type state struct {
 	// IOMMUGroup is the VF's group (vfio).
 	IOMMUGroup string `json:"iommuGroup,omitempty"`
 	// Netdev is the VF netdev's name in the host netns before ADD, with its
-	// MAC and MTU (netdev mode).
+	// MAC and MTU (netdev mode; vfio mode when the VF had one, to give it
+	// back after the network driver is bound again).
 	Netdev    string `json:"netdev,omitempty"`
 	NetdevMAC string `json:"netdevMAC,omitempty"`
 	NetdevMTU int    `json:"netdevMTU,omitempty"`

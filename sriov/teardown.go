@@ -61,7 +61,7 @@ func (p *Plugin) releaseVF(t *plugin.Teardown[*NetConf, state]) error {
 		errs = append(errs, link.RestoreMAC(st.Netdev, st.NetdevMAC))
 	}
 	if st.Mode == ModeVFIO {
-		errs = append(errs, restoreDriver(hw, st.PCI, st.OrigDriver, st.OrigOverride, conf.bindTimeout))
+		errs = append(errs, restoreDriverAndNetdev(hw, st, conf.bindTimeout, t.Log))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return err // keep the allocation: the VF is not clean

@@ -121,6 +121,22 @@ func (c *NetConf) desired(cur VFState, mac net.HardwareAddr) VFState {
 	return want
 }
 
+// restoreKnob sets knob k of VF vf back to orig unless the kernel already
+// reports orig. Setting a value that is already there is not harmless: a
+// driver that refuses a knob refuses it whatever the value (igb answers
+// EOPNOTSUPP to any link_state), so an undo that sets it blindly would
+// fail after the refused ADD it undoes.
+func restoreKnob(ctl VFController, pf string, vf int, k knob, orig VFState) error {
+	cur, err := ctl.VF(pf, vf)
+	if err != nil {
+		return fmt.Errorf("read VF %d of %q: %w", vf, pf, err)
+	}
+	if k.equal(cur, orig) {
+		return nil
+	}
+	return k.set(ctl, pf, vf, orig)
+}
+
 // restoreVF sets every knob of VF vf whose current value differs from
 // orig back to orig, continuing after failures.
 func restoreVF(ctl VFController, pf string, vf int, orig VFState) error {

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path"
 	"time"
 
 	current "github.com/containernetworking/cni/pkg/types/100"
 
+	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/plugin"
 	"github.com/vmcni/vmcni/pkg/hint"
 )
@@ -57,7 +59,7 @@ func (a *addition) bindVFIO() error {
 	if st.OrigDriver == VFIODriver {
 		return nil
 	}
-	a.Undo("restore driver", func() error { return restoreDriver(hw, st.PCI, st.OrigDriver, st.OrigOverride, timeout) })
+	a.Undo("restore driver", func() error { return restoreDriverAndNetdev(hw, st, timeout, a.Log) })
 	if st.OrigDriver != "" {
 		err := a.Do("unbind", nil, func() error {
 			if err := hw.Unbind(st.PCI, st.OrigDriver); err != nil {
@@ -85,6 +87,23 @@ func (a *addition) bindVFIO() error {
 		return err
 	}
 	return hw.WaitExists(path.Join("dev/vfio", st.IOMMUGroup), timeout)
+}
+
+// restoreDriverAndNetdev is restoreDriver, then, when the VF had a netdev
+// in the host netns before ADD, that netdev as it was: the network
+// driver's probe makes a new one, named by the kernel and, where the PF
+// holds no administrative MAC for the VF, with a new random MAC (igbvf).
+func restoreDriverAndNetdev(hw pci, st *state, timeout time.Duration, log *slog.Logger) error {
+	if err := restoreDriver(hw, st.PCI, st.OrigDriver, st.OrigOverride, timeout); err != nil {
+		return err
+	}
+	if st.Netdev == "" || st.OrigDriver == "" || st.OrigDriver == VFIODriver {
+		return nil
+	}
+	if err := reclaimNetdev(hw, st.PCI, st.Netdev, st.NetdevMTU, timeout, log); err != nil {
+		return err
+	}
+	return link.RestoreMAC(st.Netdev, st.NetdevMAC)
 }
 
 // restoreDriver puts addr back on origDriver with origOverride, from

@@ -44,8 +44,15 @@ func ModuleRoot(t testing.TB) string {
 // Binaries builds every vmcni plugin (./plugins/...) and the reference
 // plugins into one directory, once per test process, and returns it: use it
 // as CNI_PATH.
+//
+// Where there is no Go toolchain (inside the device lab guest),
+// VMCNI_BIN_DIR names a directory of binaries built beforehand, which is
+// returned as is.
 func Binaries(t testing.TB) string {
 	t.Helper()
+	if dir := os.Getenv("VMCNI_BIN_DIR"); dir != "" {
+		return dir
+	}
 	binOnce.Do(func() {
 		root := ModuleRoot(t)
 		binDir, binErr = os.MkdirTemp("", "vmcni-bin")
