@@ -61,6 +61,14 @@ func (p *Plugin) add(ctx context.Context, pa *plugin.Addition[*NetConf, state]) 
 	if a.st.Original, err = a.ctl.VF(a.st.PFNetdev, a.st.VF); err != nil {
 		return plugin.Outcome{}, fmt.Errorf("read VF %q settings on PF %q: %w", addr, a.st.PFNetdev, err)
 	}
+	// igb and ixgbe report, where the PF holds no administrative MAC, the
+	// MAC filter the VF's own driver set: its netdev's MAC. Restoring that
+	// as an administrative MAC would pin it (the VF driver could no longer
+	// change it), so a PF-side MAC equal to the netdev's is taken for none;
+	// DEL gives the netdev its MAC back and the VF's driver registers it.
+	if a.st.NetdevMAC != "" && sameMAC(a.st.Original.MAC, a.st.NetdevMAC) {
+		a.st.Original.MAC = noMAC
+	}
 	mac, err := a.chooseMAC()
 	if err != nil {
 		return plugin.Outcome{}, err
@@ -183,13 +191,13 @@ func (a *addition) chooseMAC() (net.HardwareAddr, error) {
 	if err != nil || mac != nil || a.Conf.Mode != ModeVFIO {
 		return mac, err
 	}
-	if m, err := net.ParseMAC(a.st.Original.MAC); err == nil && m.String() != "00:00:00:00:00:00" {
+	if m, err := net.ParseMAC(a.st.Original.MAC); err == nil && m.String() != noMAC {
 		return m, nil
 	}
 	names, _ := a.hw.Netdevs(a.st.PCI)
 	for _, n := range names {
 		data, err := a.fs.ReadFile(path.Join(devDir(a.st.PCI), "net", n, "address"))
-		if m, perr := net.ParseMAC(string(trimNL(data))); err == nil && perr == nil && m.String() != "00:00:00:00:00:00" {
+		if m, perr := net.ParseMAC(string(trimNL(data))); err == nil && perr == nil && m.String() != noMAC {
 			return m, nil
 		}
 	}

@@ -46,6 +46,11 @@ func checkVF(ctl VFController, conf *NetConf, st *state) error {
 		mac, _ = net.ParseMAC(st.GuestMAC)
 	}
 	want := conf.desired(st.Original, mac)
+	if mac == nil && sameMAC(want.MAC, noMAC) && sameMAC(cur.MAC, st.GuestMAC) {
+		// No administrative MAC wanted: igb and ixgbe report the filter
+		// the VF's driver set for the pod's netdev (see add).
+		cur.MAC = noMAC
+	}
 	for _, k := range knobs {
 		if !k.equal(cur, want) {
 			return fmt.Errorf("VF %q: %s is %+v, want %+v", st.PCI, k.step, cur, want)

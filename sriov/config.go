@@ -211,7 +211,7 @@ func (c *NetConf) rates() (minRate, maxRate int) {
 // MAC).
 func (c *NetConf) guestMAC() (net.HardwareAddr, error) {
 	mac := c.GuestMAC()
-	if mac != nil && mac.String() == "00:00:00:00:00:00" {
+	if mac != nil && mac.String() == noMAC {
 		return nil, cnierr.Config("mac %q is the zero address", c.MAC)
 	}
 	return mac, nil

@@ -11,6 +11,7 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/ipam"
@@ -95,7 +96,7 @@ func configurePodNetdev(iface *current.Interface, mac net.HardwareAddr, mtu int)
 		return err
 	}
 	if mac != nil && pod.Attrs().HardwareAddr.String() != mac.String() {
-		if err = link.SetMAC(pod, mac); err != nil {
+		if err = setVFMAC(pod, mac); err != nil {
 			return err
 		}
 	}
@@ -111,6 +112,31 @@ func configurePodNetdev(iface *current.Interface, mac net.HardwareAddr, mtu int)
 		return err
 	}
 	iface.Mac, iface.Mtu = pod.Attrs().HardwareAddr.String(), pod.Attrs().MTU
+	return nil
+}
+
+// setVFMAC gives the VF netdev mac, the administrative MAC ADD just set
+// on the PF. A VF driver asks its PF for a MAC change, and a PF that holds
+// an administrative MAC refuses any (igb: "attempted to override
+// administratively set MAC address"); igbvf adopts the administrative MAC
+// only when it resets, which it does when the link goes down. So when the
+// direct change is refused, the link is cycled up and down and the MAC
+// read again.
+func setVFMAC(l netlink.Link, mac net.HardwareAddr) error {
+	err := link.SetMAC(l, mac)
+	if !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return err
+	}
+	if cerr := errors.Join(link.SetUp(l), link.SetDown(l)); cerr != nil {
+		return errors.Join(err, cerr)
+	}
+	now, rerr := link.ByName(l.Attrs().Name)
+	if rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	if now.Attrs().HardwareAddr.String() != mac.String() {
+		return fmt.Errorf("%w (after a reset the VF has %s)", err, now.Attrs().HardwareAddr)
+	}
 	return nil
 }
 
@@ -156,7 +182,7 @@ func reclaimNetdev(hw pci, addr, hostName string, mtu int, timeout time.Duration
 	for {
 		names, err := hostNetdevs(hw, addr)
 		if err != nil || len(names) > 0 {
-			return errors.Join(err, restoreNetdevs(names, hostName, mtu))
+			return errors.Join(err, restoreNetdevs(names, hostName, mtu, timeout))
 		}
 		if drv, err := hw.Driver(addr); err != nil || drv == "" || drv == VFIODriver {
 			return err // no netdev will come
@@ -193,7 +219,7 @@ func hostNetdevs(hw pci, addr string) ([]netlink.Link, error) {
 // restoreNetdevs gives each link its host name and original MTU (when
 // mtu is not 0), bringing it down first when it needs renaming: the kernel
 // returns a VF netdev from a destroyed netns with the pod's name and MTU.
-func restoreNetdevs(links []netlink.Link, hostName string, mtu int) error {
+func restoreNetdevs(links []netlink.Link, hostName string, mtu int, timeout time.Duration) error {
 	var errs []error
 	for _, l := range links {
 		var err error
@@ -203,10 +229,34 @@ func restoreNetdevs(links []netlink.Link, hostName string, mtu int) error {
 		if err == nil && l.Attrs().Name != hostName {
 			err = link.SetDown(l)
 			if err == nil {
-				err = link.Rename(l, hostName)
+				err = renameWhenFree(l, hostName, timeout)
 			}
 		}
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// renameWhenFree renames l to name. Another link may hold the name for a
+// while: a driver bound again names its new netdev after the first free
+// ethN, which can be the name another VF, being put back at the same
+// time, had before, while that VF's netdev holds the name this one wants.
+// Then l gives its own name up for a temporary one (so that the other can
+// have it) and retries until name is free or timeout passes; DEL fails
+// then, keeping the record, and a later DEL renames it.
+func renameWhenFree(l netlink.Link, name string, timeout time.Duration) error {
+	err := link.Rename(l, name)
+	if !errors.Is(err, unix.EEXIST) {
+		return err
+	}
+	if terr := link.Rename(l, fmt.Sprintf("vmcnivf%d", l.Attrs().Index)); terr != nil {
+		return errors.Join(err, terr)
+	}
+	for deadline := time.Now().Add(timeout); ; {
+		err = link.Rename(l, name)
+		if !errors.Is(err, unix.EEXIST) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -25,6 +25,9 @@ type VFState struct {
 	MaxTxRate int `json:"maxTxRate"`
 }
 
+// noMAC is the PF-side MAC of a VF without an administrative MAC.
+const noMAC = "00:00:00:00:00:00"
+
 // VFController is every PF-side netlink call vm-sriov makes: reading and
 // changing one VF's settings through its PF netdev (in the host netns).
 type VFController interface {

@@ -26,7 +26,7 @@ func (n netlinkVFs) VF(pf string, vf int) (VFState, error) {
 			continue
 		}
 		s := VFState{
-			MAC: "00:00:00:00:00:00", Vlan: v.Vlan, QoS: v.Qos, VlanProto: uint16(v.VlanProto),
+			MAC: noMAC, Vlan: v.Vlan, QoS: v.Qos, VlanProto: uint16(v.VlanProto),
 			Spoofchk: v.Spoofchk, Trust: v.Trust == 1, LinkState: v.LinkState,
 			MinTxRate: int(v.MinTxRate), MaxTxRate: int(v.MaxTxRate),
 		}

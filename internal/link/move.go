@@ -52,7 +52,10 @@ func undoHalfMove(l netlink.Link, nsFd int) error {
 	if here, err := netlink.LinkByIndex(l.Attrs().Index); err == nil && here.Attrs().Name == name {
 		return nil
 	}
-	there, err := netlink.NewHandleAt(netns.NsHandle(nsFd))
+	// Route netlink only: a handle for every family would also open
+	// NETLINK_XFRM, which fails (EPROTONOSUPPORT) where xfrm_user is a
+	// module not loaded, as on Debian's generic kernel.
+	there, err := netlink.NewHandleAt(netns.NsHandle(nsFd), unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("open the target netns to undo the move of %q: %w", name, err)
 	}
