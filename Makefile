@@ -7,13 +7,14 @@
 PREFIX    ?= /opt/cni/bin
 BIN       ?= bin
 GUEST_DIR ?= /var/cache/vmcni/guest
+LAB_DIR ?= /var/cache/vmcni/lab
 GO        ?= go
 GOFLAGS   ?=
 PLUGINS   := $(notdir $(wildcard plugins/*))
 LINT      := .cache/tools/golangci-lint
 LINT_VERSION := v2.15.0
 
-.PHONY: all build ref install test test-unit fuzz deps guest demo lint bench clean
+.PHONY: all build ref install test test-unit fuzz deps guest lab demo lint bench clean
 .PHONY: image
 
 all: build
@@ -47,11 +48,17 @@ deps:
 guest: deps
 	bash vmnet/guest/build.sh $(GUEST_DIR)
 
+# The device lab: QEMU 10 (bookworm-backports, unpacked, not installed) and
+# a guest on Debian's generic kernel, where vm-sriov's lab tests run on the
+# real SR-IOV and VFIO stack (sriov.TestDeviceLab).
+lab: deps
+	bash vmnet/guest/lab/build.sh $(LAB_DIR)
+
 # Every test. Integration and VM tests need root; they create namespaces
 # and links with a "vmct" prefix and remove them. Packages run one at a
 # time (-p 1): each test compares whole-host snapshots.
-test: deps guest
-	VMCNI_GUEST_DIR=$(GUEST_DIR) $(GO) test -p 1 -count=1 -timeout 30m ./...
+test: deps guest lab
+	VMCNI_GUEST_DIR=$(GUEST_DIR) VMCNI_LAB_DIR=$(LAB_DIR) $(GO) test -p 1 -count=1 -timeout 30m ./...
 
 # Every fuzz target briefly (config parsers and the hint decoder); crashers
 # land in testdata/fuzz and become regression tests. The budget is a count

@@ -10,6 +10,8 @@ import (
 	"path"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/vmcni/vmcni/internal/cnierr"
 	"github.com/vmcni/vmcni/internal/link"
 	"github.com/vmcni/vmcni/internal/plugin"
@@ -211,6 +213,27 @@ func trimNL(b []byte) []byte {
 	return b
 }
 
+// refusal is ADD's error for a PF-side setting the PF's driver refused:
+// code 7 when the NIC cannot do what the config asks (EOPNOTSUPP,
+// EPROTONOSUPPORT, EINVAL, ERANGE: igb has no link_state, no min_tx_rate,
+// no 802.1ad), code 11 when it cannot now (EAGAIN, EBUSY: igb sets no
+// rate while its link is not at 1000 Mb/s).
+func (a *addition) refusal(k knob, err error) error {
+	var errno unix.Errno
+	if !errors.As(err, &errno) {
+		return fmt.Errorf("apply %s to VF %q: %w", k.step, a.st.PCI, err)
+	}
+	drv, _ := a.hw.Driver(a.st.PF)
+	what := fmt.Sprintf("PF %q (driver %q) refuses %s for VF %d (%s)", a.st.PFNetdev, drv, k.keys, a.st.VF, a.st.PCI)
+	switch errno {
+	case unix.EAGAIN, unix.EBUSY:
+		return cnierr.TryAgain("%s: %w", what, errno)
+	case unix.EOPNOTSUPP, unix.EPROTONOSUPPORT, unix.EINVAL, unix.ERANGE:
+		return cnierr.Config("%s: %w", what, errno)
+	}
+	return fmt.Errorf("apply %s to VF %q: %w", k.step, a.st.PCI, err)
+}
+
 // applyVF sets the configured PF-side settings on the VF, one knob at a
 // time, each after its undo (restoreKnob: a no-op while the kernel reports
 // the original value, as after a refused set).
@@ -223,7 +246,7 @@ func (a *addition) applyVF(mac net.HardwareAddr) error {
 		}
 		err := a.Do(k.step, func() error { return restoreKnob(a.ctl, pfNetdev, vf, k, orig) }, func() error {
 			if err := k.set(a.ctl, pfNetdev, vf, want); err != nil {
-				return fmt.Errorf("apply %s to VF %q: %w", k.step, a.st.PCI, err)
+				return a.refusal(k, err)
 			}
 			return nil
 		})

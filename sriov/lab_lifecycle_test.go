@@ -142,8 +142,9 @@ func TestLabVFIOLifecycle(t *testing.T) {
 	e.assertOwnsMAC(vf)
 }
 
-// TestLabRefusedKnobs: for each knob igb refuses, ADD fails with the
-// kernel's reason and the VF is left exactly as before (driver, netdev,
+// TestLabRefusedKnobs: for each knob igb refuses, ADD fails with code 7
+// naming the PF, its driver, the config keys and the kernel's reason, and
+// the VF is left exactly as before (driver, netdev,
 // PF-side settings), in both modes.
 func TestLabRefusedKnobs(t *testing.T) {
 	refused := []struct {
@@ -151,10 +152,10 @@ func TestLabRefusedKnobs(t *testing.T) {
 		knobs map[string]any
 		why   string
 	}{
-		{"link_state", map[string]any{"link_state": "enable"}, "operation not supported"},
-		{"min_tx_rate", map[string]any{"min_tx_rate": 100, "max_tx_rate": 500}, "invalid argument"},
-		{"max_tx_rate above the link speed", map[string]any{"max_tx_rate": 2000}, "invalid argument"},
-		{"802.1ad", map[string]any{"vlan": 100, "vlanProto": "802.1ad"}, "protocol not supported"},
+		{"link_state", map[string]any{"link_state": "enable"}, `refuses link_state for VF 3 (` + "%s" + `): operation not supported`},
+		{"min_tx_rate", map[string]any{"min_tx_rate": 100, "max_tx_rate": 500}, "refuses min_tx_rate, max_tx_rate for VF 3 (%s): invalid argument"},
+		{"max_tx_rate above the link speed", map[string]any{"max_tx_rate": 2000}, "refuses min_tx_rate, max_tx_rate for VF 3 (%s): invalid argument"},
+		{"802.1ad", map[string]any{"vlan": 100, "vlanProto": "802.1ad"}, "refuses vlan, vlanQoS, vlanProto for VF 3 (%s): protocol not supported"},
 	}
 	for _, mode := range []string{sriov.ModeNetdev, sriov.ModeVFIO} {
 		for _, r := range refused {
@@ -166,8 +167,10 @@ func TestLabRefusedKnobs(t *testing.T) {
 				c := e.cni(e.conf(mode, &vf, igbKnobs(r.knobs)))
 				rt := testutil.Runtime("lab-refused", pod.Path, "net1")
 				_, err := c.Add(rt)
-				if err == nil || !strings.Contains(err.Error(), r.why) {
-					t.Fatalf("ADD: %v, want an error with %q", err, r.why)
+				why := fmt.Sprintf(`PF %q (driver "igb") `+r.why, e.pf, vf.PCI)
+				var cniErr *types.Error
+				if !errors.As(err, &cniErr) || cniErr.Code != 7 || !strings.Contains(err.Error(), why) {
+					t.Fatalf("ADD: %v, want code 7 with %q", err, why)
 				}
 				t.Logf("ADD refused: %v", err)
 				e.assertState(t, before, "after the refused ADD")

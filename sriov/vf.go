@@ -63,15 +63,17 @@ func sameMAC(a, b string) bool {
 	return errA == nil && errB == nil && ma.String() == mb.String()
 }
 
-// knob is one settable part of VFState: a step of ADD and of restoring.
+// knob is one settable part of VFState: a step of ADD and of restoring,
+// set by the config keys named in keys.
 type knob struct {
 	step  string
+	keys  string
 	equal func(a, b VFState) bool
 	set   func(c VFController, pf string, vf int, s VFState) error
 }
 
 var knobs = []knob{
-	{"vf-mac",
+	{"vf-mac", "mac",
 		func(a, b VFState) bool { return sameMAC(a.MAC, b.MAC) },
 		func(c VFController, pf string, vf int, s VFState) error {
 			mac, err := net.ParseMAC(s.MAC)
@@ -80,23 +82,23 @@ var knobs = []knob{
 			}
 			return c.SetMAC(pf, vf, mac)
 		}},
-	{"vf-vlan",
+	{"vf-vlan", "vlan, vlanQoS, vlanProto",
 		func(a, b VFState) bool {
 			return a.Vlan == b.Vlan && a.QoS == b.QoS && (a.Vlan == 0 || normProto(a.VlanProto) == normProto(b.VlanProto))
 		},
 		func(c VFController, pf string, vf int, s VFState) error {
 			return c.SetVlan(pf, vf, s.Vlan, s.QoS, normProto(s.VlanProto))
 		}},
-	{"vf-spoofchk",
+	{"vf-spoofchk", "spoofchk",
 		func(a, b VFState) bool { return a.Spoofchk == b.Spoofchk },
 		func(c VFController, pf string, vf int, s VFState) error { return c.SetSpoofchk(pf, vf, s.Spoofchk) }},
-	{"vf-trust",
+	{"vf-trust", "trust",
 		func(a, b VFState) bool { return a.Trust == b.Trust },
 		func(c VFController, pf string, vf int, s VFState) error { return c.SetTrust(pf, vf, s.Trust) }},
-	{"vf-link-state",
+	{"vf-link-state", "link_state",
 		func(a, b VFState) bool { return a.LinkState == b.LinkState },
 		func(c VFController, pf string, vf int, s VFState) error { return c.SetLinkState(pf, vf, s.LinkState) }},
-	{"vf-rate",
+	{"vf-rate", "min_tx_rate, max_tx_rate",
 		func(a, b VFState) bool { return a.MinTxRate == b.MinTxRate && a.MaxTxRate == b.MaxTxRate },
 		func(c VFController, pf string, vf int, s VFState) error {
 			return c.SetRate(pf, vf, s.MinTxRate, s.MaxTxRate)
