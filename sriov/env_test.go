@@ -93,6 +93,11 @@ func (e *testEnv) conf(mode string, vf int, extra map[string]any) map[string]any
 		"type": sriovsim.PluginType, "mode": mode, "deviceID": sriovsim.VFAddr(vf), "sysfsRoot": e.k.Root,
 		"stateDir": e.stateDir, "bindTimeout": "3s", "ipam": e.ipam(),
 	}
+	return merged(c, extra)
+}
+
+// merged is c with extra's keys set, or removed where extra has nil.
+func merged(c, extra map[string]any) map[string]any {
 	for k, v := range extra {
 		if v == nil {
 			delete(c, k)

@@ -11,3 +11,6 @@ func LookupPF(sysfsRoot, addr string) (pf, pfNetdev string, vf int, err error) {
 // KernelVFs reads and changes VFs through the kernel's netlink, as the
 // shipped plugin does.
 var KernelVFs VFController = netlinkVFs{}
+
+// SameMAC reports whether two MAC strings name the same address.
+var SameMAC = sameMAC

@@ -125,7 +125,7 @@ func (e *labEnv) vfLines(t testing.TB) []string {
 			// itself (to its netdev's MAC) where the PF holds no
 			// administrative MAC: both read as "unset". assertOwnsMAC
 			// checks that the VF can still change it after DEL.
-			if l, err := link.ByName(n.Name()); err == nil && sameMAC(st.MAC, l.Attrs().HardwareAddr.String()) {
+			if l, err := link.ByName(n.Name()); err == nil && sriov.SameMAC(st.MAC, l.Attrs().HardwareAddr.String()) {
 				st.MAC = unsetMAC
 			}
 		}
@@ -140,12 +140,6 @@ func (e *labEnv) vfLines(t testing.TB) []string {
 }
 
 const unsetMAC = "00:00:00:00:00:00"
-
-func sameMAC(a, b string) bool {
-	ma, errA := net.ParseMAC(a)
-	mb, errB := net.ParseMAC(b)
-	return errA == nil && errB == nil && ma.String() == mb.String()
-}
 
 // state is the host netns (links, addresses, routes, qdiscs), the state
 // and IPAM directories, and every VF as the kernel reports it.
@@ -178,14 +172,7 @@ func (e *labEnv) conf(mode string, vf *labVF, extra map[string]any) map[string]a
 	if vf != nil {
 		c["deviceID"] = vf.PCI
 	}
-	for k, v := range extra {
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
-		}
-	}
-	return c
+	return merged(c, extra)
 }
 
 // cni drives the built vm-sriov binary through libcni.
@@ -198,11 +185,7 @@ func (e *labEnv) cni(plugin map[string]any) *testutil.CNI {
 // default (igb has no link_state and no min_tx_rate, and takes 802.1Q
 // only: see TestLabRefusedKnobs).
 func igbKnobs(extra map[string]any) map[string]any {
-	c := map[string]any{"mac": "02:11:22:33:44:55", "vlan": 100, "vlanQoS": 3, "spoofchk": "off", "trust": "on", "max_tx_rate": 500}
-	for k, v := range extra {
-		c[k] = v
-	}
-	return c
+	return merged(map[string]any{"mac": "02:11:22:33:44:55", "vlan": 100, "vlanQoS": 3, "spoofchk": "off", "trust": "on", "max_tx_rate": 500}, extra)
 }
 
 // wantIgbKnobs is what the kernel reports for a VF after igbKnobs.

@@ -195,7 +195,7 @@ func ping(t *testing.T, nsPath, dst string) error {
 		return nerr
 	}
 	if err != nil {
-		return fmt.Errorf("ping %s: %v\n%s", dst, err, out)
+		return fmt.Errorf("ping %s: %w\n%s", dst, err, out)
 	}
 	return nil
 }

@@ -195,10 +195,10 @@ func (l *Lab) writeInitrd(initrd, payload string, r Run) error {
 	var archive, stderr bytes.Buffer
 	cpio.Stdout, cpio.Stderr = &archive, &stderr
 	if err := cpio.Run(); err != nil {
-		return fmt.Errorf("cpio: %v: %s", err, stderr.String())
+		return fmt.Errorf("cpio: %w: %s", err, stderr.String())
 	}
-	out := append(base, make([]byte, (4-len(base)%4)%4)...)
-	return os.WriteFile(initrd, append(out, archive.Bytes()...), 0o644)
+	base = append(base, make([]byte, (4-len(base)%4)%4)...)
+	return os.WriteFile(initrd, append(base, archive.Bytes()...), 0o644)
 }
 
 func copyFile(src, dst string) error {
