@@ -31,8 +31,17 @@
 //     spoofchk, trust, link state, rates); IPAM (optional); the device-info
 //     file; the hint file.
 //   - netdev: the PF-side settings; the VF netdev moved into the pod netns
-//     and renamed CNI_IFNAME in one netlink request; MAC and MTU set, link
-//     up; IPAM (optional) and its addresses and routes.
+//     and renamed CNI_IFNAME in one netlink request; MAC and MTU set (a VF
+//     driver refused the MAC is reset with a link down, so that it adopts
+//     the administrative MAC, as igbvf does), link up; IPAM (optional) and
+//     its addresses and routes.
+//
+// A PF-side setting the PF's driver refuses fails ADD with code 7
+// (EOPNOTSUPP, EPROTONOSUPPORT, EINVAL, ERANGE) or 11 (EAGAIN, EBUSY),
+// naming the PF, its driver and the config keys. Undo steps set a knob
+// back only when the kernel reports another value. A PF-side MAC equal to
+// the VF netdev's own is recorded as no administrative MAC (igb and ixgbe
+// report the VF driver's own MAC filter there).
 //
 // A failed ADD rolls everything back; a crashed one leaves an incomplete
 // record that the next ADD of the same attachment, DEL or GC undoes.
@@ -53,8 +62,11 @@
 // only while the allocation still names this attachment; then it returns the
 // netdev to the host under its original name (a vanished netns is fine: the
 // kernel returns a physical netdev to the init netns, asynchronously, so DEL
-// waits up to bindTimeout for it there and renames it back), restores the PF-side settings, then the driver (driver_override
-// restored, unbind from vfio-pci, drivers_probe), releases IPAM and the
+// waits up to bindTimeout for it there and renames it back), restores the
+// PF-side settings, then the driver (driver_override restored, unbind from
+// vfio-pci, drivers_probe) and the netdev the driver makes again (name,
+// MTU, MAC as before ADD; a name another VF's new netdev holds meanwhile
+// is waited for under a temporary name), releases IPAM and the
 // allocation, and deletes the record. GC does the same for every vm-sriov
 // record of the network not in cni.dev/valid-attachments. STATUS fails with
 // code 50 when sysfsRoot lacks sys/bus/pci, or (vfio) dev/vfio.
