@@ -46,7 +46,7 @@ func (a *addition) netdev(ctx context.Context, mac net.HardwareAddr) (plugin.Out
 		if !moved {
 			return nil
 		}
-		return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU)
+		return returnNetdev(args.Netns, args.IfName, st.Netdev, st.NetdevMTU, conf.bindTimeout)
 	}, func() error {
 		l, lerr := link.ByName(st.Netdev)
 		if lerr != nil {
@@ -142,32 +142,52 @@ func setVFMAC(l netlink.Link, mac net.HardwareAddr) error {
 
 // returnNetdev moves CNI_IFNAME from the pod netns back to the calling
 // thread's netns under its original name, with its original MTU. A missing
-// link is success; a missing netns gives netns.ErrGone.
-func returnNetdev(nsPath, ifName, hostName string, mtu int) error {
+// link is success; a missing netns gives netns.ErrGone. When another link
+// holds the name in the host (a VF rebound at the same time got it from
+// the kernel), the netdev comes back under a temporary name and takes its
+// own once free (renameWhenFree).
+func returnNetdev(nsPath, ifName, hostName string, mtu int, timeout time.Duration) error {
 	host, err := vnetns.Get()
 	if err != nil {
 		return fmt.Errorf("open host netns: %w", err)
 	}
 	defer host.Close()
-	return netns.Do(nsPath, func() error {
-		l, err := link.ByName(ifName)
-		if link.IsNotFound(err) {
+	tempName := ""
+	err = netns.Do(nsPath, func() error {
+		l, lerr := link.ByName(ifName)
+		if link.IsNotFound(lerr) {
 			return nil
 		}
-		if err != nil {
-			return err
+		if lerr != nil {
+			return lerr
 		}
-		if err := link.SetDown(l); err != nil {
-			return err
+		if lerr = link.SetDown(l); lerr != nil {
+			return lerr
 		}
 		if mtu != 0 && l.Attrs().MTU != mtu {
-			if err := link.SetMTU(l, mtu); err != nil {
-				return err
+			if lerr = link.SetMTU(l, mtu); lerr != nil {
+				return lerr
 			}
 		}
-		return link.MoveToNetns(l, int(host), hostName)
+		lerr = link.MoveToNetns(l, int(host), hostName)
+		if !errors.Is(lerr, unix.EEXIST) {
+			return lerr
+		}
+		tempName = temporaryName(l)
+		return link.MoveToNetns(l, int(host), tempName)
 	})
+	if err != nil || tempName == "" {
+		return err
+	}
+	l, err := link.ByName(tempName)
+	if err != nil {
+		return err
+	}
+	return renameWhenFree(l, hostName, timeout)
 }
+
+// temporaryName is a name for l while it waits for its own.
+func temporaryName(l netlink.Link) string { return fmt.Sprintf("vmcnivf%d", l.Attrs().Index) }
 
 // reclaimNetdev renames the VF's netdev back to hostName, and restores its
 // MTU, when it is in the host netns under another name: the kernel returns a physical netdev to
@@ -249,7 +269,7 @@ func renameWhenFree(l netlink.Link, name string, timeout time.Duration) error {
 	if !errors.Is(err, unix.EEXIST) {
 		return err
 	}
-	if terr := link.Rename(l, fmt.Sprintf("vmcnivf%d", l.Attrs().Index)); terr != nil {
+	if terr := link.Rename(l, temporaryName(l)); terr != nil {
 		return errors.Join(err, terr)
 	}
 	for deadline := time.Now().Add(timeout); ; {

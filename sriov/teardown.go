@@ -47,7 +47,7 @@ func (p *Plugin) releaseVF(t *plugin.Teardown[*NetConf, state]) error {
 	ctl := p.vfs(conf.SysfsRoot)
 	var errs []error
 	if st.Mode == ModeNetdev && st.Netdev != "" {
-		err := returnNetdev(t.PodNetns(), key.IfName, st.Netdev, st.NetdevMTU)
+		err := returnNetdev(t.PodNetns(), key.IfName, st.Netdev, st.NetdevMTU, conf.bindTimeout)
 		if errors.Is(err, netns.ErrGone) {
 			t.Log.Info("pod netns is gone; looking for the VF netdev in the host", "pci", st.PCI)
 			err = reclaimNetdev(hw, st.PCI, st.Netdev, st.NetdevMTU, conf.bindTimeout, t.Log)
