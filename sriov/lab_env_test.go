@@ -259,3 +259,33 @@ func (e *labEnv) assertOwnsMAC(vf labVF) {
 		e.t.Fatal(err)
 	}
 }
+
+// gatewayOnPF puts the first address of the test's subnet (host-local's
+// default gateway) on the PF, and returns it with its removal (also run
+// at cleanup).
+func (e *labEnv) gatewayOnPF(t *testing.T) (*net.IPNet, func() error) {
+	t.Helper()
+	_, subnet, err := net.ParseCIDR(e.subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := &net.IPNet{IP: append(net.IP(nil), subnet.IP.To4()...), Mask: subnet.Mask}
+	addr.IP[3] = 1
+	pf, err := link.ByName(e.pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.AddrAdd(pf, &netlink.Addr{IPNet: addr}); err != nil {
+		t.Fatal(err)
+	}
+	removed := false
+	remove := func() error {
+		if removed {
+			return nil
+		}
+		removed = true
+		return netlink.AddrDel(pf, &netlink.Addr{IPNet: addr})
+	}
+	t.Cleanup(func() { _ = remove() })
+	return addr, remove
+}

@@ -205,21 +205,8 @@ func ping(t *testing.T, nsPath, dst string) error {
 // 82576's internal switch (QEMU's igb emulation of it).
 func TestLabDataPath(t *testing.T) {
 	e := newLab(t)
-	_, subnet, err := net.ParseCIDR(e.subnet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pfAddr := &net.IPNet{IP: append(net.IP(nil), subnet.IP.To4()...), Mask: subnet.Mask}
-	pfAddr.IP[3] = 1
-	pf, err := link.ByName(e.pf)
-	if err != nil {
-		t.Fatal(err)
-	}
 	before := e.state(t)
-	if err := netlink.AddrAdd(pf, &netlink.Addr{IPNet: pfAddr}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netlink.AddrDel(pf, &netlink.Addr{IPNet: pfAddr}) })
+	pfAddr, removeAddr := e.gatewayOnPF(t)
 
 	type pod struct {
 		ns *testutil.NS
@@ -257,7 +244,7 @@ func TestLabDataPath(t *testing.T) {
 			t.Fatalf("DEL pod %d: %v", i, err)
 		}
 	}
-	if err := netlink.AddrDel(pf, &netlink.Addr{IPNet: pfAddr}); err != nil {
+	if err := removeAddr(); err != nil {
 		t.Fatal(err)
 	}
 	e.assertState(t, before, "after both DELs")

@@ -13,9 +13,13 @@
 #   <outdir>/qemu/               unpacked qemu-system-x86, -common, -data
 #   <outdir>/vmlinuz             the generic kernel (bzImage)
 #   <outdir>/initramfs.cpio.gz   busybox + modules (/lib/modules, load order
-#                                in /lib/modules/order) + /init (lab/init)
+#                                in /lib/modules/order) + /init (lab/init) +
+#                                /nested: QEMU (/nested/qemu, with its host
+#                                libraries) and a nested guest (the same
+#                                kernel, vmnet's guest init, igbvf) to boot
+#                                on a VFIO-bound VF
 #   <outdir>/VERSION             kernel release and QEMU version
-#   <outdir>/STAMP               sha256 of build.sh + init; work is skipped
+#   <outdir>/STAMP               sha256 of build.sh, both inits; work is skipped
 #                                when it matches and every output exists
 #
 # The QEMU version is pinned (QEMU_VERSION); the kernel is what
@@ -31,7 +35,8 @@ init_src=$here/init
 log() { echo "lab-build: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-stamp=$( (cat "${BASH_SOURCE[0]}" "$init_src"; echo "$QEMU_VERSION") | sha256sum | cut -d' ' -f1)
+guest_init=$here/../init
+stamp=$( (cat "${BASH_SOURCE[0]}" "$init_src" "$guest_init"; echo "$QEMU_VERSION") | sha256sum | cut -d' ' -f1)
 if [ -x "$outdir/qemu/usr/bin/qemu-system-x86_64" ] && [ -s "$outdir/vmlinuz" ] &&
 	[ -s "$outdir/initramfs.cpio.gz" ] && [ -f "$outdir/STAMP" ] &&
 	[ "$(cat "$outdir/STAMP")" = "$stamp" ]; then
@@ -109,8 +114,36 @@ for m in igb igbvf vfio_pci vfio_iommu_type1; do add_module "$m"; done
 echo "${order[*]}" >"$root/lib/modules/order"
 log "modules: ${order[*]}"
 
+# --- the nested VM: QEMU and a guest to boot on a VFIO-bound VF -----------------
+# /nested/qemu runs the backports QEMU with the host libraries it was
+# unpacked against; the nested guest is the same kernel with vmnet's test
+# guest init and igbvf.
+nested=$root/nested
+mkdir -p "$nested/bin" "$nested/lib" "$nested/share" "$tmp/l2/lib/modules"
+cp "$tmp/qemu/usr/bin/qemu-system-x86_64" "$nested/bin/"
+for l in $(ldd "$tmp/qemu/usr/bin/qemu-system-x86_64" | awk '$3 ~ /^\// {print $3}'); do cp -L "$l" "$nested/lib/"; done
+cp -L /lib64/ld-linux-x86-64.so.2 "$nested/lib/"
+cp /usr/share/seabios/bios-256k.bin "$tmp/qemu/usr/share/qemu/linuxboot_dma.bin" "$tmp/qemu/usr/share/qemu/kvmvapic.bin" "$nested/share/"
+cat >"$nested/qemu" <<'WRAP'
+#!/bin/sh
+exec /nested/lib/ld-linux-x86-64.so.2 --library-path /nested/lib /nested/bin/qemu-system-x86_64 -L /nested/share "$@"
+WRAP
+chmod 0755 "$nested/qemu"
+cp "$tmp/k/boot/vmlinuz-$kver" "$nested/vmlinuz"
+l2=$tmp/l2
+mkdir -p "$l2"/{bin,proc,sys,dev,tmp,run,etc,www}
+cp /bin/busybox "$l2/bin/busybox"
+for a in $(/bin/busybox --list); do
+	[ "$a" = busybox ] || ln -sf busybox "$l2/bin/$a"
+done
+install -m 0755 "$guest_init" "$l2/init"
+cp "$root/lib/modules/igbvf.ko" "$l2/lib/modules/"
+echo igbvf >"$l2/lib/modules/order"
+(cd "$l2" && find . -print0 | LC_ALL=C sort -z |
+	cpio --null -o -H newc --owner 0:0 --quiet) | gzip -6n >"$nested/initramfs.cpio.gz"
+
 (cd "$root" && find . -print0 | LC_ALL=C sort -z |
-	cpio --null -o -H newc --owner 0:0 --quiet) | gzip -9n >"$tmp/initramfs.cpio.gz"
+	cpio --null -o -H newc --owner 0:0 --quiet) | gzip -6n >"$tmp/initramfs.cpio.gz"
 
 # --- install outputs ------------------------------------------------------------
 mkdir -p "$outdir"
