@@ -19,13 +19,15 @@ LINT_VERSION := v2.15.0
 
 all: build
 
+# Static binaries (no cgo), as the image ships them: a plugin is exec'd
+# for every pod, and the dynamic loader would add to each exec.
 build:
-	$(GO) build -trimpath -o $(BIN)/ ./plugins/... ./vmnet/cmd/... ./cnm-adapter/cmd/... ./conformance/cmd/vmcni-conformance
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./plugins/... ./vmnet/cmd/... ./cnm-adapter/cmd/... ./conformance/cmd/vmcni-conformance
 
 # The reference plugins (versions pinned in go.mod) the demo, tests and
-# benchmarks run next to vmcni.
+# benchmarks run next to vmcni, built as their releases are (CGO_ENABLED=0).
 ref:
-	$(GO) build -o $(BIN)/ref/ github.com/containernetworking/plugins/plugins/main/bridge \
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/ref/ github.com/containernetworking/plugins/plugins/main/bridge \
 	  github.com/containernetworking/plugins/plugins/main/ptp github.com/containernetworking/plugins/plugins/main/tap \
 	  github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/ipam/static \
 	  github.com/containernetworking/cni/cnitool

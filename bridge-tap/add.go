@@ -18,10 +18,23 @@ type addition struct {
 
 	// tapMAC is the tap's own MAC (tcfilter, bridge), for the result.
 	tapMAC string
+	// chardev is the macvtap's char device lookup (macvtap mode).
+	chardev *pendingChardev
+	// podMACNow is the pod interface's MAC as vm-bridge left it, for the
+	// result; nil when only the kernel knows (passthru macvtap).
+	podMACNow net.HardwareAddr
 
 	// standalone only
 	ipam      *pendingIPAM
 	hostLinks []netlink.Link // the host bridge and the host end of the veth
+	pod       podInterface   // as created
+}
+
+// podInterface is what vm-bridge chose for the pod interface it creates
+// (standalone), so the steps after it need not look it up.
+type podInterface struct {
+	mac net.HardwareAddr
+	mtu int
 }
 
 // pendingIPAM is an IPAM ADD running in the background.
@@ -69,6 +82,9 @@ func add(ctx context.Context, pa *plugin.Addition[*NetConf, state]) (plugin.Outc
 	if a.ipam != nil {
 		<-a.ipam.done // never leave an IPAM call running behind a failed ADD
 	}
+	if cerr := a.waitChardev(); err == nil && cerr != nil {
+		err = cerr
+	}
 	return out, err
 }
 
@@ -94,6 +110,9 @@ func (a *addition) run(ctx context.Context) (plugin.Outcome, error) {
 		if out.Result, out.PodIf, err = a.configurePodInterface(); err != nil {
 			return out, err
 		}
+	}
+	if err = a.waitChardev(); err != nil {
+		return out, err
 	}
 	return out, a.completeHint(out.Hint, out.Result, out.PodIf)
 }

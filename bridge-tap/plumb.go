@@ -23,28 +23,23 @@ const macvtapTxQLen = 1000
 // plumbVM builds the VM device in the pod netns for the configured mode and
 // returns the hint describing it; completeHint adds the guest's addresses.
 func (a *addition) plumbVM(ctx context.Context) (*hint.Hint, error) {
-	conf, args, names := a.Conf, a.Args, a.st.Names
-	var pod netlink.Link
-	err := netns.Do(args.Netns, func() (err error) {
-		if pod, err = link.ByName(names.Pod); err != nil || conf.Mode != ModeTCFilter || !conf.Chained() {
-			return err
+	conf := a.Conf
+	pod := a.pod
+	if conf.Chained() {
+		var err error
+		if pod, err = a.inspectPodInterface(); err != nil {
+			return nil, fmt.Errorf("pod interface: %w", err)
 		}
-		// An ingress qdisc already on the pod interface belongs to another
-		// component (a CNI before us, a service mesh): recorded, so that
-		// rollback and DEL remove only vmcni's filter from it.
-		a.st.PodIngressShared, err = link.HasIngress(pod)
-		return err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pod interface: %w", err)
 	}
-	podMAC := pod.Attrs().HardwareAddr
+	podMAC := pod.mac
 	guestMAC := a.guestMAC(podMAC)
 	mtu := conf.MTU
 	if mtu == 0 {
-		mtu = pod.Attrs().MTU
+		mtu = pod.mtu
 	}
+	a.podMACNow = podMAC
 	a.st.PodMAC, a.st.GuestMAC = podMAC.String(), guestMAC.String()
+	var err error
 	if conf.Chained() {
 		// recorded before the pod interface changes: DEL restores its MAC
 		// and leaves a shared ingress qdisc (standalone, the interface is
@@ -54,7 +49,7 @@ func (a *addition) plumbVM(ctx context.Context) (*hint.Hint, error) {
 		}
 	}
 
-	h := &hint.Hint{Netns: args.Netns, Guest: hint.Guest{MAC: guestMAC.String(), MTU: mtu}}
+	h := &hint.Hint{Netns: a.Args.Netns, Guest: hint.Guest{MAC: guestMAC.String(), MTU: mtu}}
 	switch conf.Mode {
 	case ModeTCFilter:
 		err = a.plumbTCFilter(ctx, mtu)
@@ -72,13 +67,38 @@ func (a *addition) plumbVM(ctx context.Context) (*hint.Hint, error) {
 	return h, nil
 }
 
+// inspectPodInterface reads the MAC and MTU of the pod interface a
+// previous plugin made (chained) and, in tcfilter mode, whether it has an
+// ingress qdisc already.
+func (a *addition) inspectPodInterface() (podInterface, error) {
+	var pod netlink.Link
+	err := a.inNetns(func() (err error) {
+		if pod, err = link.ByName(a.st.Names.Pod); err != nil || a.Conf.Mode != ModeTCFilter {
+			return err
+		}
+		// An ingress qdisc already on the pod interface belongs to another
+		// component (a CNI before us, a service mesh): recorded, so that
+		// rollback and DEL remove only vmcni's filter from it.
+		a.st.PodIngressShared, err = link.HasIngress(pod)
+		return err
+	})
+	if err != nil {
+		return podInterface{}, err
+	}
+	return podInterface{mac: pod.Attrs().HardwareAddr, mtu: pod.Attrs().MTU}, nil
+}
+
 // completeHint fills the guest's addresses, routes and DNS from the result,
 // and makes the pod interface's entry report its MAC as it is now (so the
 // previous plugin's CHECK still holds; the guest's MAC is in the hint).
 func (a *addition) completeHint(h *hint.Hint, res *current.Result, podIf int) error {
 	g := hint.GuestFromResult(res, podIf, h.Guest.MAC, h.Guest.MTU)
 	h.Guest = g
-	return netns.Do(a.Args.Netns, func() error {
+	if a.podMACNow != nil {
+		res.Interfaces[podIf].Mac = a.podMACNow.String()
+		return nil
+	}
+	return a.inNetns(func() error {
 		now, err := link.ByName(a.st.Names.Pod)
 		if err == nil {
 			res.Interfaces[podIf].Mac = now.Attrs().HardwareAddr.String()
@@ -184,6 +204,7 @@ func (a *addition) changePodMAC(pod netlink.Link, podMAC, newMAC net.HardwareAdd
 	return a.Do("pod-mac", func() error {
 		return a.inNetnsIfExists(func() error { return link.RestoreMAC(name, podMAC.String()) })
 	}, func() error {
+		a.podMACNow = newMAC // (nil: the kernel changes it, passthru)
 		if newMAC == nil {
 			return nil
 		}
@@ -304,12 +325,37 @@ func (a *addition) plumbMacvtap(ctx context.Context, mtu int, podMAC, guestMAC n
 	if err != nil {
 		return nil, err
 	}
-	major, minor, err := netns.MacvtapChardev(a.Args.Netns, names.Macvtap)
-	if err != nil {
-		return nil, err
-	}
-	return &hint.Macvtap{
-		Name: names.Macvtap, Netns: a.Args.Netns, Ifindex: ifindex, Major: major, Minor: minor,
+	h := &hint.Macvtap{
+		Name: names.Macvtap, Netns: a.Args.Netns, Ifindex: ifindex,
 		Mode: conf.MacvtapMode, Queues: conf.Queues, VnetHdr: *conf.VnetHdr,
-	}, nil
+	}
+	a.lookupChardev(h)
+	return h, nil
+}
+
+// pendingChardev is the lookup of a macvtap's char device running in the
+// background (a private sysfs mount on a throwaway thread costs about a
+// millisecond: it overlaps the pod interface's configuration).
+type pendingChardev struct {
+	done chan struct{} // closed when err is set and, without error, h's numbers
+	err  error
+}
+
+// lookupChardev starts filling h's Major and Minor; waitChardev joins it.
+func (a *addition) lookupChardev(h *hint.Macvtap) {
+	p := &pendingChardev{done: make(chan struct{})}
+	a.chardev = p
+	go func() {
+		defer close(p.done)
+		h.Major, h.Minor, p.err = netns.MacvtapChardev(h.Netns, h.Name)
+	}()
+}
+
+// waitChardev waits for the char device lookup, if one was started.
+func (a *addition) waitChardev() error {
+	if a.chardev == nil {
+		return nil
+	}
+	<-a.chardev.done
+	return a.chardev.err
 }

@@ -45,6 +45,12 @@ func (a *addition) createPodInterface(ctx context.Context) error {
 		return cnierr.Env("CNI_NETNS: %w", err)
 	}
 	defer podNS.Close()
+	// The pod end's MAC is chosen here (the guest's when configured), so
+	// the VM plumbing needs no lookup of it.
+	a.pod = podInterface{mac: conf.GuestMAC(), mtu: mtu}
+	if a.pod.mac == nil {
+		a.pod.mac = link.RandomMAC()
+	}
 	ours := true // marker: a veth that was there before is not ours
 	return a.Do("veth", func() error {
 		if !ours {
@@ -54,7 +60,7 @@ func (a *addition) createPodInterface(ctx context.Context) error {
 	}, func() error {
 		host, err := link.CreateVeth(ctx, link.Veth{
 			HostName: names.HostVeth, PeerName: names.Pod, PeerNetnsFd: int(podNS.Fd()),
-			MTU: mtu, PeerMAC: conf.GuestMAC(), MasterIndex: br.Attrs().Index,
+			MTU: mtu, PeerMAC: a.pod.mac, MasterIndex: br.Attrs().Index,
 		})
 		if errors.Is(err, syscall.EEXIST) {
 			ours = false
