@@ -19,15 +19,15 @@ type addition struct {
 	// tapMAC is the tap's own MAC (tcfilter, bridge), for the result.
 	tapMAC string
 	// chardev is the macvtap's char device lookup (macvtap mode).
-	chardev *pendingChardev
+	chardev *background[struct{}]
 	// podMACNow is the pod interface's MAC as vm-bridge left it, for the
 	// result; nil when only the kernel knows (passthru macvtap).
 	podMACNow net.HardwareAddr
 
 	// standalone only
-	ipam      *pendingIPAM
-	hostLinks []netlink.Link // the host bridge and the host end of the veth
-	pod       podInterface   // as created
+	ipam      *background[*current.Result] // IPAM ADD
+	hostLinks []netlink.Link               // the host bridge and the host end of the veth
+	pod       podInterface                 // as created
 }
 
 // podInterface is what vm-bridge chose for the pod interface it creates
@@ -37,29 +37,48 @@ type podInterface struct {
 	mtu int
 }
 
-// pendingIPAM is an IPAM ADD running in the background.
-type pendingIPAM struct {
-	done chan struct{} // closed when res and err are set
-	res  *current.Result
+// background is a call running in its own goroutine.
+type background[T any] struct {
+	done chan struct{} // closed when val and err are set
+	val  T
 	err  error
+}
+
+// inBackground starts fn in a goroutine.
+func inBackground[T any](fn func() (T, error)) *background[T] {
+	b := &background[T]{done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.val, b.err = fn()
+	}()
+	return b
+}
+
+// wait returns fn's outcome once it has returned; nil-safe (nothing
+// started).
+func (b *background[T]) wait() (T, error) {
+	if b == nil {
+		var zero T
+		return zero, nil
+	}
+	<-b.done
+	return b.val, b.err
 }
 
 // startIPAM runs the IPAM plugin's ADD in the background. Its undo step
 // waits for it and releases the addresses (DEL after a failed ADD is what
 // the CNI spec asks for, and harmless).
 func (a *addition) startIPAM(ctx context.Context) {
-	p := &pendingIPAM{done: make(chan struct{})}
-	a.ipam = p
 	a.UndoRelease("release addresses", func() error {
-		<-p.done
+		_, _ = a.ipam.wait()
 		return a.IPAM().Del(context.Background(), a.Key())
 	})
-	go func() {
-		defer close(p.done)
-		if p.err = a.Durable(); p.err == nil { // leases outlive a reboot
-			p.res, p.err = a.IPAM().Add(ctx, a.Key())
+	a.ipam = inBackground(func() (*current.Result, error) {
+		if err := a.Durable(); err != nil { // leases outlive a reboot
+			return nil, err
 		}
-	}()
+		return a.IPAM().Add(ctx, a.Key())
+	})
 }
 
 // add is vm-bridge's ADD: the record, then (standalone) the pod interface
@@ -79,12 +98,9 @@ func add(ctx context.Context, pa *plugin.Addition[*NetConf, state]) (plugin.Outc
 		return plugin.Outcome{}, err
 	}
 	out, err := a.run(ctx)
-	if a.ipam != nil {
-		<-a.ipam.done // never leave an IPAM call running behind a failed ADD
-	}
-	if cerr := a.waitChardev(); err == nil && cerr != nil {
-		err = cerr
-	}
+	// never leave a background call running behind a failed ADD
+	_, _ = a.ipam.wait()
+	_, _ = a.chardev.wait()
 	return out, err
 }
 

@@ -333,29 +333,18 @@ func (a *addition) plumbMacvtap(ctx context.Context, mtu int, podMAC, guestMAC n
 	return h, nil
 }
 
-// pendingChardev is the lookup of a macvtap's char device running in the
-// background (a private sysfs mount on a throwaway thread costs about a
-// millisecond: it overlaps the pod interface's configuration).
-type pendingChardev struct {
-	done chan struct{} // closed when err is set and, without error, h's numbers
-	err  error
-}
-
-// lookupChardev starts filling h's Major and Minor; waitChardev joins it.
+// lookupChardev fills h's Major and Minor in the background: a private
+// sysfs mount on a throwaway thread costs about a millisecond, which
+// overlaps the pod interface's configuration; waitChardev joins it.
 func (a *addition) lookupChardev(h *hint.Macvtap) {
-	p := &pendingChardev{done: make(chan struct{})}
-	a.chardev = p
-	go func() {
-		defer close(p.done)
-		h.Major, h.Minor, p.err = netns.MacvtapChardev(h.Netns, h.Name)
-	}()
+	a.chardev = inBackground(func() (_ struct{}, err error) {
+		h.Major, h.Minor, err = netns.MacvtapChardev(h.Netns, h.Name)
+		return
+	})
 }
 
 // waitChardev waits for the char device lookup, if one was started.
 func (a *addition) waitChardev() error {
-	if a.chardev == nil {
-		return nil
-	}
-	<-a.chardev.done
-	return a.chardev.err
+	_, err := a.chardev.wait()
+	return err
 }

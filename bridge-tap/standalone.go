@@ -90,11 +90,10 @@ func (a *addition) keepHostLinks(host netlink.Link) error {
 // interface's index in it.
 func (a *addition) configurePodInterface() (*current.Result, int, error) {
 	conf, args, names := a.Conf, a.Args, a.st.Names
-	<-a.ipam.done
-	if a.ipam.err != nil {
-		return nil, -1, a.ipam.err
+	res, ipamErr := a.ipam.wait()
+	if ipamErr != nil {
+		return nil, -1, ipamErr
 	}
-	res := a.ipam.res
 	if err := a.Step("ipam"); err != nil {
 		return nil, -1, err
 	}
