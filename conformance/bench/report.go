@@ -92,13 +92,14 @@ func (r *Report) WriteMarkdown(w io.Writer, plot string) {
 	}
 	if len(r.Growth) > 0 {
 		fmt.Fprintln(w, "\n## Cost growth (ADD p50 with attachments already on the host bridge)")
-		fmt.Fprintln(w, "\nThe reference bridge plugin is measured on the same loaded bridge and network (same host-local lease directory), interleaved: the host-local binary reads every lease file of the network on each ADD (GetByID), vm-bridge's in-process host-local does not; adding a bridge port walks the existing ports for both.")
-		fmt.Fprintln(w, "\n| present | vm-bridge ADD p50 | ratio to empty | ref bridge ADD p50 | ratio to empty | vm-bridge + static IPAM | ratio to empty |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "\nThe reference bridge plugin is measured on the same loaded bridge and network (same host-local lease directory), interleaved: the host-local binary reads every lease file of the network on each ADD (GetByID), vm-bridge's in-process host-local does not. The last columns are the kernel alone: one veth made in-process (no exec), its host end joining the loaded bridge and its peer in a fresh netns, as vm-bridge's first link request does.")
+		fmt.Fprintln(w, "\n| present | vm-bridge ADD p50 | ratio to empty | ref bridge ADD p50 | ratio to empty | vm-bridge + static IPAM | ratio to empty | kernel: veth into the bridge | growth (ms) |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 		for _, g := range r.Growth {
 			g0 := r.Growth[0]
-			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s |\n", g.Present, ms(g.Add.P50()), ratio(g.Add.P50(), g0.Add.P50()),
-				ms(g.RefAdd.P50()), ratio(g.RefAdd.P50(), g0.RefAdd.P50()), ms(g.StaticAdd.P50()), ratio(g.StaticAdd.P50(), g0.StaticAdd.P50()))
+			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %+.1f |\n", g.Present, ms(g.Add.P50()), ratio(g.Add.P50(), g0.Add.P50()),
+				ms(g.RefAdd.P50()), ratio(g.RefAdd.P50(), g0.RefAdd.P50()), ms(g.StaticAdd.P50()), ratio(g.StaticAdd.P50(), g0.StaticAdd.P50()),
+				ms(g.KernelVeth.P50()), float64(g.KernelVeth.P50()-g0.KernelVeth.P50())/float64(time.Millisecond))
 		}
 	}
 	if len(r.Exec) > 0 {
@@ -157,8 +158,10 @@ func (r *Report) writeTargets(w io.Writer) {
 		g := float64(r.Growth[n-1].Add.P50()) / float64(r.Growth[0].Add.P50())
 		gRef := float64(r.Growth[n-1].RefAdd.P50()) / float64(r.Growth[0].RefAdd.P50())
 		gStatic := float64(r.Growth[n-1].StaticAdd.P50()) / float64(r.Growth[0].StaticAdd.P50())
-		row(fmt.Sprintf("ADD p50 with %d present (host-local leases) ≤ 1.1 × empty", r.Growth[n-1].Present),
-			fmt.Sprintf("%.2f (ref bridge, same bridge and leases: %.2f; vm-bridge with static IPAM: %.2f)", g, gRef, gStatic), g <= 1.1)
+		last, first := r.Growth[n-1], r.Growth[0]
+		kernel := float64(last.KernelVeth.P50()-first.KernelVeth.P50()) / float64(time.Millisecond)
+		row(fmt.Sprintf("ADD p50 with %d present (host-local leases) ≤ 1.1 × empty", last.Present),
+			fmt.Sprintf("%.2f (ref bridge, same bridge and leases: %.2f; vm-bridge with static IPAM: %.2f; the kernel's veth creation alone grew %+.1f ms)", g, gRef, gStatic, kernel), g <= 1.1)
 	}
 	for _, d := range r.DataPlane {
 		var in, out float64

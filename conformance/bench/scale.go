@@ -11,6 +11,9 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
+
+	"github.com/vmcni/vmcni/internal/link"
+	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // ScaleResult is one concurrency level: N ADDs at once, then N DELs.
@@ -156,6 +159,10 @@ type GrowthResult struct {
 	// StaticAdd is vm-bridge with the static IPAM plugin (no lease scan):
 	// what is left is vm-bridge's and the kernel's.
 	StaticAdd Sample
+	// KernelVeth is the kernel alone: one veth made in-process (no exec,
+	// no IPAM), its host end joining the loaded bridge and its peer in a
+	// fresh netns, as vm-bridge's first link request does.
+	KernelVeth Sample
 }
 
 // Growth measures ADD p50 (samples ADD+DEL pairs) with 0, 100, 500...
@@ -205,10 +212,45 @@ func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthRe
 			if d, ok := e.timedAdd(ctx, cni, staticNets); ok {
 				r.StaticAdd = append(r.StaticAdd, d)
 			}
+			if d, ok := e.timedVeth(ctx); ok {
+				r.KernelVeth = append(r.KernelVeth, d)
+			}
 		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// timedVeth times the kernel's part of vm-bridge's first link request:
+// a veth whose host end joins the bench bridge and whose peer is created
+// in a fresh netns; both go with the netns.
+func (e *Env) timedVeth(ctx context.Context) (time.Duration, bool) {
+	p, err := newPod()
+	if err != nil {
+		return 0, false
+	}
+	defer func() { p.remove(); settle() }()
+	podNS, err := netns.Open(p.ns)
+	if err != nil {
+		return 0, false
+	}
+	defer podNS.Close()
+	br, err := link.ByName(vmcniBridge)
+	if err != nil {
+		e.Log("growth: %v", err)
+		return 0, false
+	}
+	host := "vmctv" + p.name[len("vmctb"):] // 15 bytes, like the netns name
+	t0 := time.Now()
+	_, err = link.CreateVeth(ctx, link.Veth{
+		HostName: host, PeerName: "eth0", PeerNetnsFd: int(podNS.Fd()), MTU: 1500, MasterIndex: br.Attrs().Index,
+	})
+	d := time.Since(t0)
+	if err != nil {
+		e.Log("growth: %v", err)
+		return 0, false
+	}
+	return d, link.DeleteByName(host) == nil
 }
 
 // timedAdd times one ADD of nets in a fresh pod, then deletes it.

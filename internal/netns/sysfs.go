@@ -1,9 +1,10 @@
 package netns
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -11,12 +12,78 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReadSysfs reads files of the namespace's own view of /sys/class/net.
-// sysfs shows the links of the netns of whoever mounted it, so this runs on a
-// throwaway OS thread that enters the netns and a private mount namespace,
-// mounts a fresh sysfs and reads rel (a glob relative to /sys/class/net).
-// The thread is never returned to the Go scheduler.
+// ReadSysfs reads files of the namespace's own view of /sys/class/net: rel
+// is a glob relative to it, and the result maps each match (relative to
+// /sys/class/net) to its content.
+//
+// sysfs shows the links of the netns that was current when it was
+// mounted. ReadSysfs mounts a fresh, read-only sysfs from inside the netns
+// as a detached mount (fsopen and fsmount: it appears in no mount table
+// and no mount namespace is copied) and reads it through its file
+// descriptor; the mount goes when the descriptor is closed. Kernels
+// without that API (before 5.2, or a seccomp filter that refuses it) get
+// the older way: a throwaway OS thread in a private mount namespace.
 func ReadSysfs(path, rel string) (map[string][]byte, error) {
+	mnt, err := mountSysfs(path)
+	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
+		return readSysfsInPrivateMountNS(path, rel)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(mnt)
+	root, err := os.OpenRoot("/proc/self/fd/" + strconv.Itoa(mnt))
+	if err != nil {
+		return nil, fmt.Errorf("open detached sysfs: %w", err)
+	}
+	defer root.Close()
+	return readGlob(root.FS(), "class/net", rel)
+}
+
+// mountSysfs returns the descriptor of a detached sysfs mount made in the
+// netns at path (sysfs takes the netns of the thread that opens it).
+func mountSysfs(path string) (mnt int, err error) {
+	err = Do(path, func() (err error) {
+		var fsfd int
+		if fsfd, err = unix.Fsopen("sysfs", unix.FSOPEN_CLOEXEC); err != nil {
+			return fmt.Errorf("fsopen sysfs: %w", err)
+		}
+		defer unix.Close(fsfd)
+		if err = unix.FsconfigCreate(fsfd); err != nil {
+			return fmt.Errorf("create sysfs: %w", err)
+		}
+		attrs := unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV | unix.MOUNT_ATTR_NOEXEC
+		if mnt, err = unix.Fsmount(fsfd, unix.FSMOUNT_CLOEXEC, attrs); err != nil {
+			return fmt.Errorf("mount sysfs: %w", err)
+		}
+		return nil
+	})
+	return mnt, err
+}
+
+// readGlob reads the files matching pattern under dir of fsys, keyed by
+// their path relative to dir.
+func readGlob(fsys fs.FS, dir, pattern string) (map[string][]byte, error) {
+	matches, err := fs.Glob(fsys, dir+"/"+pattern)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(matches))
+	for _, m := range matches {
+		data, err := fs.ReadFile(fsys, m)
+		if err != nil {
+			return nil, err
+		}
+		out[strings.TrimPrefix(m, dir+"/")] = data
+	}
+	return out, nil
+}
+
+// readSysfsInPrivateMountNS is ReadSysfs without the new mount API: a
+// throwaway OS thread enters the netns and a private mount namespace,
+// mounts a fresh sysfs on a temporary directory and reads it there. The
+// thread is never returned to the Go scheduler.
+func readSysfsInPrivateMountNS(path, rel string) (map[string][]byte, error) {
 	type reply struct {
 		files map[string][]byte
 		err   error
@@ -55,21 +122,7 @@ func readSysfsOnThread(path, rel string) (map[string][]byte, error) {
 		return nil, fmt.Errorf("mount sysfs: %w", err)
 	}
 	defer func() { _ = unix.Unmount(dir, unix.MNT_DETACH) }()
-	base := filepath.Join(dir, "class", "net")
-	matches, err := filepath.Glob(filepath.Join(base, rel))
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string][]byte, len(matches))
-	for _, m := range matches {
-		data, err := os.ReadFile(m)
-		if err != nil {
-			return nil, err
-		}
-		relName, _ := filepath.Rel(base, m)
-		out[relName] = data
-	}
-	return out, nil
+	return readGlob(os.DirFS(dir), "class/net", rel)
 }
 
 func openNS(path string) (int, error) {

@@ -68,7 +68,7 @@ func run(bin, out string, n int, scale, growth []int, dp time.Duration, rounds i
 	logf("scale: %v", scale)
 	r.Scale = env.Scale(ctx, scale)
 	logf("growth: %v", growth)
-	r.Growth = env.Growth(ctx, growth, max(n/2, 10))
+	r.Growth = env.Growth(ctx, growth, n)
 	logf("per invocation")
 	if r.Exec, err = env.Exec(ctx); err != nil {
 		return err
