@@ -17,6 +17,7 @@ type Report struct {
 	Latency   []LatencyResult
 	Scale     []ScaleResult
 	Growth    []GrowthResult
+	Kernel    []KernelDeleteResult
 	Exec      []ExecResult
 	DataPlane []DataPlaneResult
 }
@@ -26,6 +27,17 @@ const (
 	refChain = "ref bridge+host-local"
 	refTap   = "ref bridge+host-local + tap"
 )
+
+// kernelDelete is the kernel floor of DEL for mode's layout (0 when not
+// measured).
+func (r *Report) kernelDelete(mode string) time.Duration {
+	for _, k := range r.Kernel {
+		if k.Layout == mode {
+			return k.Delete.P50()
+		}
+	}
+	return 0
+}
 
 // execFloor is vm-bridge's VERSION exec p50 (0 when not measured).
 func (r *Report) execFloor() time.Duration {
@@ -102,6 +114,15 @@ func (r *Report) WriteMarkdown(w io.Writer, plot string) {
 				ms(g.KernelVeth.P50()), float64(g.KernelVeth.P50()-g0.KernelVeth.P50())/float64(time.Millisecond))
 		}
 	}
+	if len(r.Kernel) > 0 {
+		fmt.Fprintln(w, "\n## Kernel floor of DEL (in-process, no exec)")
+		fmt.Fprintln(w, "\nDeleting one attachment's links in one batch (their link group, as vm-bridge's DEL does) in a fresh pod netns: the pod veth (its host end a port of the host bridge) and a tap, with tcfilter's redirect or as ports of a bridge in the pod netns. Every DEL that deletes links pays this; the reference chain pays it twice (the bridge plugin's and the tap plugin's batches).")
+		fmt.Fprintln(w, "\n| layout | delete p50 | p90 | p99 |")
+		fmt.Fprintln(w, "|---|---|---|---|")
+		for _, k := range r.Kernel {
+			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", k.Layout, ms(k.Delete.P50()), ms(k.Delete.P90()), ms(k.Delete.P99()))
+		}
+	}
 	if len(r.Exec) > 0 {
 		fmt.Fprintln(w, "\n## Per invocation")
 		fmt.Fprintln(w, "\n| plugin | VERSION exec p50 | ADD peak RSS | binary size |")
@@ -145,7 +166,11 @@ func (r *Report) writeTargets(w io.Writer) {
 		}
 		if base != nil {
 			d := float64(vm.Del.P50()) / float64(base.Del.P50())
-			row("vm-bridge "+mode+" DEL p50 ≤ 0.5 × ref+tap", fmt.Sprintf("%.2f", d), d <= 0.5)
+			got := fmt.Sprintf("%.2f", d)
+			if k := r.kernelDelete(mode); k > 0 {
+				got += fmt.Sprintf(" (the kernel's delete alone: %s of %s ms)", ms(k), ms(vm.Del.P50()))
+			}
+			row("vm-bridge "+mode+" DEL p50 ≤ 0.5 × ref+tap", got, d <= 0.5)
 		}
 	}
 	for _, s := range r.Scale {

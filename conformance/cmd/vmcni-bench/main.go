@@ -69,6 +69,8 @@ func run(bin, out string, n int, scale, growth []int, dp time.Duration, rounds i
 	r.Scale = env.Scale(ctx, scale)
 	logf("growth: %v", growth)
 	r.Growth = env.Growth(ctx, growth, n)
+	logf("kernel floor of DEL")
+	r.Kernel = env.KernelDelete(ctx, n)
 	logf("per invocation")
 	if r.Exec, err = env.Exec(ctx); err != nil {
 		return err
