@@ -333,9 +333,9 @@ func (a *addition) plumbMacvtap(ctx context.Context, mtu int, podMAC, guestMAC n
 	return h, nil
 }
 
-// lookupChardev fills h's Major and Minor in the background: a private
-// sysfs mount on a throwaway thread costs about a millisecond, which
-// overlaps the pod interface's configuration; waitChardev joins it.
+// lookupChardev fills h's Major and Minor in the background: reading the
+// pod netns's sysfs (a fresh mount of it) overlaps the pod interface's
+// configuration; waitChardev joins it.
 func (a *addition) lookupChardev(h *hint.Macvtap) {
 	a.chardev = inBackground(func() (_ struct{}, err error) {
 		h.Major, h.Minor, err = netns.MacvtapChardev(h.Netns, h.Name)

@@ -28,6 +28,17 @@ const (
 	refTap   = "ref bridge+host-local + tap"
 )
 
+// section writes a level-2 heading, an intro paragraph (if any) and the
+// header of a table with columns.
+func section(w io.Writer, title, intro string, columns ...string) {
+	fmt.Fprintln(w, "\n## "+title)
+	if intro != "" {
+		fmt.Fprintln(w, "\n"+intro)
+	}
+	fmt.Fprintln(w, "\n| "+strings.Join(columns, " | ")+" |")
+	fmt.Fprintln(w, strings.Repeat("|---", len(columns))+"|")
+}
+
 // kernelDelete is the kernel floor of DEL for mode's layout (0 when not
 // measured).
 func (r *Report) kernelDelete(mode string) time.Duration {
@@ -62,12 +73,12 @@ func (r *Report) latency(name string) *LatencyResult {
 func (r *Report) WriteMarkdown(w io.Writer, plot string) {
 	fmt.Fprintf(w, "# vmcni benchmarks\n\nRun %s on %s.\n\n%s\n\nReproduce: `%s`\n\n",
 		r.When.UTC().Format(time.RFC3339), r.Machine, r.Versions, r.Command)
-	fmt.Fprintf(w, "![ADD and DEL p50 per scenario](%s)\n\n", plot)
+	fmt.Fprintf(w, "![ADD and DEL p50 per scenario](%s)\n", plot)
 
 	base, ref, floor := r.latency(refTap), r.latency(refChain), r.execFloor()
-	fmt.Fprintf(w, "## Control plane (libcni, real binaries, n=%d each, interleaved)\n\n", r.N)
-	fmt.Fprintln(w, "| scenario | ADD p50 | p90 | p99 | DEL p50 | p90 | p99 | ADD / ref bridge+host-local | ADD / ref+tap | DEL / ref+tap | ADD / exec floor | failures |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	section(w, fmt.Sprintf("Control plane (libcni, real binaries, n=%d each, interleaved)", r.N), "",
+		"scenario", "ADD p50", "p90", "p99", "DEL p50", "p90", "p99",
+		"ADD / ref bridge+host-local", "ADD / ref+tap", "DEL / ref+tap", "ADD / exec floor", "failures")
 	for _, l := range r.Latency {
 		addRef, addRatio, delRatio, addFloor := "-", "-", "-", "-"
 		if ref != nil {
@@ -93,20 +104,19 @@ func (r *Report) WriteMarkdown(w io.Writer, plot string) {
 	fmt.Fprintln(w, "background netns cleanup does not land in it (growth samples too).")
 
 	if len(r.Scale) > 0 {
-		fmt.Fprintln(w, "\n## Scale (vm-bridge tcfilter, one host bridge, all at once)")
-		fmt.Fprintln(w, "\nAs many ADDs of the host-local binary run on the same range at the same time (another plugin sharing it); duplicates are addresses handed out twice among all of them.")
-		fmt.Fprintln(w, "\n| concurrent | ADD wall | ADD p99 | ADD failures | host-local execs (failed) | duplicates | DEL wall | DEL p99 | DEL failures |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+		section(w, "Scale (vm-bridge tcfilter, one host bridge, all at once)",
+			"As many ADDs of the host-local binary run on the same range at the same time (another plugin sharing it); duplicates are addresses handed out twice among all of them.",
+			"concurrent", "ADD wall", "ADD p99", "ADD failures", "host-local execs (failed)", "duplicates", "DEL wall", "DEL p99", "DEL failures")
 		for _, s := range r.Scale {
 			fmt.Fprintf(w, "| %d | %s | %s | %d | %d (%d) | %d | %s | %s | %d |\n", s.Concurrency, ms(s.AddWall), ms(s.Add.P99()), s.AddFails,
 				s.HostLocalExecs, s.HostLocalFails, s.Duplicates, ms(s.DelWall), ms(s.Del.P99()), s.DelFail)
 		}
 	}
 	if len(r.Growth) > 0 {
-		fmt.Fprintln(w, "\n## Cost growth (ADD p50 with attachments already on the host bridge)")
-		fmt.Fprintln(w, "\nThe reference bridge plugin is measured on the same loaded bridge and network (same host-local lease directory), interleaved: the host-local binary reads every lease file of the network on each ADD (GetByID), vm-bridge's in-process host-local does not. The last columns are the kernel alone: one veth made in-process (no exec), its host end joining the loaded bridge and its peer in a fresh netns, as vm-bridge's first link request does.")
-		fmt.Fprintln(w, "\n| present | vm-bridge ADD p50 | ratio to empty | ref bridge ADD p50 | ratio to empty | vm-bridge + static IPAM | ratio to empty | kernel: veth into the bridge | growth (ms) |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
+		section(w, "Cost growth (ADD p50 with attachments already on the host bridge)",
+			"The reference bridge plugin is measured on the same loaded bridge and network (same host-local lease directory), interleaved: the host-local binary reads every lease file of the network on each ADD (GetByID), vm-bridge's in-process host-local does not. The last columns are the kernel alone: one veth made in-process (no exec), its host end joining the loaded bridge and its peer in a fresh netns, as vm-bridge's first link request does.",
+			"present", "vm-bridge ADD p50", "ratio to empty", "ref bridge ADD p50", "ratio to empty",
+			"vm-bridge + static IPAM", "ratio to empty", "kernel: veth into the bridge", "growth (ms)")
 		for _, g := range r.Growth {
 			g0 := r.Growth[0]
 			fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %+.1f |\n", g.Present, ms(g.Add.P50()), ratio(g.Add.P50(), g0.Add.P50()),
@@ -115,27 +125,23 @@ func (r *Report) WriteMarkdown(w io.Writer, plot string) {
 		}
 	}
 	if len(r.Kernel) > 0 {
-		fmt.Fprintln(w, "\n## Kernel floor of DEL (in-process, no exec)")
-		fmt.Fprintln(w, "\nDeleting one attachment's links in one batch (their link group, as vm-bridge's DEL does) in a fresh pod netns: the pod veth (its host end a port of the host bridge) and a tap, with tcfilter's redirect or as ports of a bridge in the pod netns. Every DEL that deletes links pays this; the reference chain pays it twice (the bridge plugin's and the tap plugin's batches).")
-		fmt.Fprintln(w, "\n| layout | delete p50 | p90 | p99 |")
-		fmt.Fprintln(w, "|---|---|---|---|")
+		section(w, "Kernel floor of DEL (in-process, no exec)",
+			"Deleting one attachment's links in one batch (their link group, as vm-bridge's DEL does) in a fresh pod netns: the pod veth (its host end a port of the host bridge) and a tap, with tcfilter's redirect or as ports of a bridge in the pod netns. Every DEL that deletes links pays this; the reference chain pays it twice (the bridge plugin's and the tap plugin's batches).",
+			"layout", "delete p50", "p90", "p99")
 		for _, k := range r.Kernel {
 			fmt.Fprintf(w, "| %s | %s | %s | %s |\n", k.Layout, ms(k.Delete.P50()), ms(k.Delete.P90()), ms(k.Delete.P99()))
 		}
 	}
 	if len(r.Exec) > 0 {
-		fmt.Fprintln(w, "\n## Per invocation")
-		fmt.Fprintln(w, "\n| plugin | VERSION exec p50 | ADD peak RSS | binary size |")
-		fmt.Fprintln(w, "|---|---|---|---|")
+		section(w, "Per invocation", "", "plugin", "VERSION exec p50", "ADD peak RSS", "binary size")
 		for _, e := range r.Exec {
 			fmt.Fprintf(w, "| %s | %s ms | %.1f MiB | %.1f MiB |\n", e.Plugin, ms(e.Version.P50()),
 				float64(e.AddMaxRSS)/1024, float64(e.BinarySize)/(1<<20))
 		}
 	}
 	if len(r.DataPlane) > 0 {
-		fmt.Fprintln(w, "\n## Data plane (64-byte frames; a reader/writer of the tap or macvtap fd stands in for the VMM)")
-		fmt.Fprintln(w, "\n| wiring | toward VM (frames/s) | ratio to bare veth | from VM (frames/s) | ratio to bare veth |")
-		fmt.Fprintln(w, "|---|---|---|---|---|")
+		section(w, "Data plane (64-byte frames; a reader/writer of the tap or macvtap fd stands in for the VMM)", "",
+			"wiring", "toward VM (frames/s)", "ratio to bare veth", "from VM (frames/s)", "ratio to bare veth")
 		for _, d := range r.DataPlane {
 			fmt.Fprintf(w, "| %s | %.0f | %.2f | %.0f | %.2f |\n", d.Wiring, d.InFPS, d.InRatio, d.OutFPS, d.OutRatio)
 		}
@@ -144,9 +150,7 @@ func (r *Report) WriteMarkdown(w io.Writer, plot string) {
 }
 
 func (r *Report) writeTargets(w io.Writer) {
-	fmt.Fprintln(w, "\n## Targets (reported, not asserted)")
-	fmt.Fprintln(w, "\n| target | this run | met |")
-	fmt.Fprintln(w, "|---|---|---|")
+	section(w, "Targets (reported, not asserted)", "", "target", "this run", "met")
 	row := func(name, got string, ok bool) {
 		mark := "no"
 		if ok {

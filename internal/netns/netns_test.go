@@ -29,14 +29,8 @@ func TestDo(t *testing.T) {
 	var paths [2]string
 	var ids [2]uint64
 	for i := range paths {
-		name := testutil.UniqueName("vmctdo")
-		path, err := netns.CreateNamed(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-		paths[i] = path
-		id, err := netns.Identity(path)
+		paths[i] = testutil.NewNS(t).Path
+		id, err := netns.Identity(paths[i])
 		if err != nil {
 			t.Fatal(err)
 		}

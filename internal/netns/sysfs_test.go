@@ -18,16 +18,10 @@ import (
 // not the host's, agree on every match of a glob, and leave the host's
 // mount table as it was.
 func TestReadSysfs(t *testing.T) {
-	testutil.RequiresRoot(t)
-	name := testutil.UniqueName("vmctsy")
-	path, err := netns.CreateNamed(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = netns.DeleteNamed(name) })
-	probe := name // a link name too (15 bytes at most)
+	ns := testutil.NewNS(t)
+	path, probe := ns.Path, ns.Name // a link name too (15 bytes at most)
 	var ifindex int
-	err = netns.Do(path, func() error {
+	err := netns.Do(path, func() error {
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: probe}}); err != nil {
 			return err
 		}
