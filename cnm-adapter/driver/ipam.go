@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
@@ -208,6 +210,24 @@ func leaseRuntime(containerID string, ips []string) *libcni.RuntimeConf {
 	return rt
 }
 
+// dropTornCache removes libcni's cache entry of conf's network for rt when
+// it does not decode. libcni writes the entry in place, so an adapter
+// killed meanwhile leaves it empty or cut; DelNetworkList drops such an
+// entry itself, but DelNetwork (host-local alone, as leases are released)
+// fails on it every time, which would keep the lease forever. The release
+// needs nothing from it: host-local releases by container ID.
+func (d *Driver) dropTornCache(conf *libcni.PluginConfig, rt *libcni.RuntimeConf) {
+	_, err := d.ipamCNI.GetNetworkCachedResult(conf, rt)
+	if err == nil {
+		return
+	}
+	path := filepath.Join(d.cacheDir, "results", conf.Network.Name+"-"+rt.ContainerID+"-"+rt.IfName)
+	d.log.Warn("removing a torn libcni cache entry", "path", path, "err", err)
+	if err = os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("remove torn libcni cache entry", "path", path, "err", err)
+	}
+}
+
 func prefixLen(subnet string) int {
 	_, n, _ := net.ParseCIDR(subnet)
 	ones, _ := n.Mask.Size()
@@ -319,7 +339,9 @@ func (d *Driver) releaseLease(_ context.Context, p *state.Pool, l *state.Lease) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err = d.ipamCNI.DelNetwork(ctx, conf, leaseRuntime(l.ContainerID, nil)); err != nil {
+	rt := leaseRuntime(l.ContainerID, nil)
+	d.dropTornCache(conf, rt)
+	if err = d.ipamCNI.DelNetwork(ctx, conf, rt); err != nil {
 		return fmt.Errorf("release %q in %q: %w", l.Address, p.CNINetwork, err)
 	}
 	return d.store.DeleteLease(p.ID, l.Address)
