@@ -13,7 +13,6 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 
 	"github.com/vmcni/vmcni/internal/link"
-	"github.com/vmcni/vmcni/internal/netns"
 )
 
 // ScaleResult is one concurrency level: N ADDs at once, then N DELs.
@@ -212,7 +211,9 @@ func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthRe
 			if d, ok := e.timedAdd(ctx, cni, staticNets); ok {
 				r.StaticAdd = append(r.StaticAdd, d)
 			}
-			if d, ok := e.timedVeth(ctx); ok {
+			if d, err := e.timedVeth(ctx); err != nil {
+				e.Log("growth: %v", err)
+			} else {
 				r.KernelVeth = append(r.KernelVeth, d)
 			}
 		}
@@ -221,36 +222,19 @@ func (e *Env) Growth(ctx context.Context, present []int, samples int) []GrowthRe
 	return out
 }
 
-// timedVeth times the kernel's part of vm-bridge's first link request:
-// a veth whose host end joins the bench bridge and whose peer is created
-// in a fresh netns; both go with the netns.
-func (e *Env) timedVeth(ctx context.Context) (time.Duration, bool) {
+// timedVeth times the kernel's part of vm-bridge's first link request
+// (vethIntoBridge) in a fresh pod netns.
+func (e *Env) timedVeth(ctx context.Context) (time.Duration, error) {
 	p, err := newPod()
 	if err != nil {
-		return 0, false
+		return 0, err
 	}
 	defer func() { p.remove(); settle() }()
-	podNS, err := netns.Open(p.ns)
+	host, took, err := vethIntoBridge(ctx, p)
 	if err != nil {
-		return 0, false
+		return 0, err
 	}
-	defer podNS.Close()
-	br, err := link.ByName(vmcniBridge)
-	if err != nil {
-		e.Log("growth: %v", err)
-		return 0, false
-	}
-	host := "vmctv" + p.name[len("vmctb"):] // 15 bytes, like the netns name
-	t0 := time.Now()
-	_, err = link.CreateVeth(ctx, link.Veth{
-		HostName: host, PeerName: "eth0", PeerNetnsFd: int(podNS.Fd()), MTU: 1500, MasterIndex: br.Attrs().Index,
-	})
-	d := time.Since(t0)
-	if err != nil {
-		e.Log("growth: %v", err)
-		return 0, false
-	}
-	return d, link.DeleteByName(host) == nil
+	return took, link.DeleteByName(host)
 }
 
 // timedAdd times one ADD of nets in a fresh pod, then deletes it.
